@@ -1,0 +1,1 @@
+"""BIDS at the edges: indexing and selection (pybids), validation, derivative writing."""

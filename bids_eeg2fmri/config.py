@@ -1,0 +1,390 @@
+"""The run configuration: frozen dataclasses built once by the CLI and passed down.
+
+A configuration is made of sections that mirror the TOML file written under
+``OUTPUT_DIR/logs/`` for every run (and accepted back by ``--config-file``):
+
+``[run]``        what to process and where (the three positional arguments);
+``[selection]``  which data (entity labels and the BIDS filter file);
+``[workflow]``   settings that change results (seeds; later: features, model, training);
+``[execution]``  settings that never change results (threads, memory, directories, verbosity).
+
+Keys are the command-line option names with ``_`` for ``-``. The one TOML-specific form is
+``bids_filters``, stored as a JSON string because TOML has no ``null`` (fMRIPrep's
+``null`` = "entity absent" is part of the filter language).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bids_eeg2fmri.errors import UnknownAnalysisLevelError, UsageError
+
+#: Queries a BIDS filter file may refine (as in fMRIPrep's ``--bids-filter-file``).
+FILTER_QUERIES = ("eeg", "bold")
+ANALYSIS_LEVELS = ("participant", "group")
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT])i?B?\s*$", re.IGNORECASE)
+_MEM_SCALE_TO_GB = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
+
+
+@dataclass(frozen=True)
+class RunSection:
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+
+
+@dataclass(frozen=True)
+class SelectionSection:
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    task_label: tuple[str, ...] = ()
+    #: ``{"eeg": {entity: value}, "bold": {...}}``; ``None`` values mean "entity absent",
+    #: ``"*"`` means "any value" (fMRIPrep semantics).
+    bids_filters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkflowSection:
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExecutionSection:
+    work_dir: Path
+    bids_database_dir: Path | None
+    nprocs: int
+    omp_nthreads: int
+    mem_gb: float
+    skip_bids_validation: bool = False
+    stop_on_first_crash: bool = False
+    verbose: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run: RunSection
+    selection: SelectionSection
+    workflow: WorkflowSection
+    execution: ExecutionSection
+    run_uuid: str
+
+
+_SECTIONS: dict[str, type] = {
+    "run": RunSection,
+    "selection": SelectionSection,
+    "workflow": WorkflowSection,
+    "execution": ExecutionSection,
+}
+#: option name -> section name, derived from the dataclasses (one source of truth)
+OPTION_SECTION: dict[str, str] = {
+    f.name: section for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)
+}
+
+
+# --------------------------------------------------------------------------------------
+# Value parsers: used both as argparse ``type=`` and for values read from a TOML file.
+# Each raises ValueError with a message that says what was received and what is expected.
+# --------------------------------------------------------------------------------------
+def parse_positive_int(value: Any) -> int:
+    """An integer >= 1."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive integer, got {value!r}") from None
+    if isinstance(value, float | bool) or number < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def parse_seed(value: Any) -> int:
+    """A seed: an integer in [0, 2**32)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected an integer seed, got {value!r}") from None
+    if isinstance(value, float | bool) or not 0 <= number < 2**32:
+        raise ValueError(f"expected an integer seed in [0, 2**32), got {value!r}")
+    return number
+
+
+def parse_memory_gb(value: Any) -> float:
+    """Memory with an explicit unit (``8G``, ``8000M``, ``16GB``, ``1T``) -> GiB.
+
+    A string without a unit is refused: fMRIPrep and MRIQC read bare numbers in different
+    units, and users lose runs to that ambiguity. A number (from the ``mem_gb`` key of a
+    config file, whose name carries the unit) is taken as GiB.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"memory must be positive, got {value!r}")
+        return round(float(value), 3)  # a number in a config file is ``mem_gb``: GiB
+    match = _MEM_RE.match(str(value))
+    if not match:
+        raise ValueError(f"expected memory with a unit such as '8G' or '8000M', got {value!r}")
+    amount = float(match.group(1)) * _MEM_SCALE_TO_GB[match.group(2).upper()]
+    if amount <= 0:
+        raise ValueError(f"memory must be positive, got {value!r}")
+    return round(amount, 3)
+
+
+def parse_labels(values: Iterable[str] | str, *, entity: str) -> tuple[str, ...]:
+    """Entity labels from the command line or a config file.
+
+    Each value may be a label with or without its ``<entity>-`` prefix, several labels
+    separated by spaces or commas, or the path of a text file with one label per line
+    (blank lines and ``#`` comments ignored), as the BIDS-Apps execution spec allows.
+    Returns the sorted, de-duplicated labels.
+    """
+    if isinstance(values, str):
+        values = [values]
+    prefix = f"{entity}-"
+    labels: set[str] = set()
+    for value in values:
+        value = str(value)
+        path = Path(value)
+        if not _LABEL_RE.match(value.removeprefix(prefix)) and path.is_file():
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"cannot read label file {value}: {err}") from None
+            tokens = [tok for line in lines for tok in line.split("#", 1)[0].split()]
+            source = f" (in {value})"
+        else:
+            tokens = value.replace(",", " ").split()
+            source = ""
+        for token in tokens:
+            label = token.removeprefix(prefix)
+            if not _LABEL_RE.match(label):
+                hint = " or a readable file of labels" if not source else ""
+                raise ValueError(
+                    f"{token!r}{source} is not a {entity} label{hint}: "
+                    "BIDS labels are letters and digits only"
+                )
+            labels.add(label)
+    return tuple(sorted(labels))
+
+
+def load_bids_filters(path: Path) -> dict[str, dict[str, Any]]:
+    """Read and check a BIDS filter file (JSON): ``{"eeg": {...}, "bold": {...}}``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read the BIDS filter file {path}: {err}") from None
+    try:
+        filters = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"the BIDS filter file {path} is not valid JSON: {err}") from None
+    try:
+        return check_bids_filters(filters)
+    except ValueError as err:
+        raise UsageError(f"the BIDS filter file {path}: {err}") from None
+
+
+def check_bids_filters(filters: Any) -> dict[str, dict[str, Any]]:
+    """Check the structure of BIDS filters; raise ValueError naming the offending key."""
+    if not isinstance(filters, dict):
+        raise ValueError(f"expected a JSON object with keys among {FILTER_QUERIES}")
+    checked: dict[str, dict[str, Any]] = {}
+    for query, entities in filters.items():
+        key = str(query).lower()
+        if key not in FILTER_QUERIES:
+            raise ValueError(f"unknown query {query!r}{_did_you_mean(key, FILTER_QUERIES)}")
+        if not isinstance(entities, dict):
+            raise ValueError(f"query {query!r} must map entity names to values")
+        for entity, value in entities.items():
+            values = value if isinstance(value, list) else [value]
+            if not all(v is None or isinstance(v, str | int) for v in values):
+                raise ValueError(
+                    f"{query}.{entity}: expected a string, integer, null or a list of them"
+                )
+        checked[key] = dict(entities)
+    return checked
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (expected one of {sorted(choices)})"
+
+
+# --------------------------------------------------------------------------------------
+# Defaults that depend on the machine
+# --------------------------------------------------------------------------------------
+def available_cpus() -> int:
+    """CPUs this process may use (honours affinity masks, e.g. SLURM/cgroups)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def physical_memory_gb() -> float:
+    """Total physical memory in GiB."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8.0
+
+
+# --------------------------------------------------------------------------------------
+# TOML
+# --------------------------------------------------------------------------------------
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration and return its options, flat, keyed by option name.
+
+    Sections are optional (``nprocs = 2`` and ``[execution] nprocs = 2`` are equal);
+    an ``[environment]`` section, written for the record, is ignored. Unknown keys are
+    refused with a suggestion.
+    """
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as err:
+        raise UsageError(f"cannot read the config file {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"the config file {path} is not valid TOML: {err}") from None
+    document.pop("environment", None)
+    options: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            for option, option_value in value.items():
+                if OPTION_SECTION.get(option) != key:
+                    raise UsageError(
+                        f"the config file {path}: unknown option {key}.{option}"
+                        f"{_did_you_mean(option, OPTION_SECTION)}"
+                    )
+                options[option] = option_value
+        elif key in OPTION_SECTION:
+            options[key] = value
+        else:
+            raise UsageError(
+                f"the config file {path}: unknown option {key!r}"
+                f"{_did_you_mean(key, [*OPTION_SECTION, *_SECTIONS])}"
+            )
+    if isinstance(options.get("bids_filters"), str):
+        try:
+            options["bids_filters"] = json.loads(options["bids_filters"])
+        except json.JSONDecodeError as err:
+            raise UsageError(f"the config file {path}: bids_filters is not JSON: {err}") from None
+    return options
+
+
+def to_toml_dict(config: RunConfig) -> dict[str, Any]:
+    """The configuration as TOML-ready sections (``None`` values omitted)."""
+    document: dict[str, Any] = {}
+    for section in _SECTIONS:
+        values = {}
+        for key, value in dataclasses.asdict(getattr(config, section)).items():
+            if value is None:
+                continue
+            if key == "bids_filters":
+                value = json.dumps(value, sort_keys=True)
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            values[key] = value
+        document[section] = values
+    return document
+
+
+# --------------------------------------------------------------------------------------
+# Building a configuration
+# --------------------------------------------------------------------------------------
+def make_config(
+    options: Mapping[str, Any],
+    *,
+    origin: Mapping[str, str] | None = None,
+    run_uuid: str,
+) -> RunConfig:
+    """Validate merged options (config file, then command line) and fill the defaults.
+
+    Parameters
+    ----------
+    options
+        Option name -> value; values may be raw strings (command line) or TOML values.
+        ``bids_filter_file`` (a path) is read into ``bids_filters``.
+    origin
+        Option name -> where it came from (``"--nprocs"``, ``"cfg.toml: nprocs"``),
+        used to name the culprit in error messages.
+    run_uuid
+        Identifier of this run (names the config file and work subfolders).
+
+    Raises
+    ------
+    UsageError
+        For any invalid value, with a one-line message naming the option.
+    """
+    origin = origin or {}
+    opts = dict(options)
+
+    def where(key: str) -> str:
+        return origin.get(key, key)
+
+    def convert(key: str, parser, default=None):
+        if key not in opts or opts[key] is None:
+            return default
+        try:
+            return parser(opts[key])
+        except ValueError as err:
+            raise UsageError(f"{where(key)}: {err}") from None
+
+    level = str(opts.get("analysis_level", ""))
+    if level not in ANALYSIS_LEVELS:
+        raise UnknownAnalysisLevelError(
+            f"unknown analysis level {level!r}{_did_you_mean(level, ANALYSIS_LEVELS)}"
+        )
+    for required in ("bids_dir", "output_dir"):
+        if not opts.get(required):
+            raise UsageError(f"{required.upper()} is required")
+
+    if opts.get("bids_filter_file"):
+        filters = load_bids_filters(Path(opts["bids_filter_file"]))
+    else:
+        filters = convert("bids_filters", check_bids_filters, {})
+
+    nprocs = convert("nprocs", parse_positive_int, available_cpus())
+    omp_default = max(1, min(nprocs - 1, 8))
+    return RunConfig(
+        run=RunSection(
+            bids_dir=_absolute(opts["bids_dir"]),
+            output_dir=_absolute(opts["output_dir"]),
+            analysis_level=level,
+        ),
+        selection=SelectionSection(
+            participant_label=convert(
+                "participant_label", lambda v: parse_labels(v, entity="sub"), ()
+            ),
+            session_label=convert("session_label", lambda v: parse_labels(v, entity="ses"), ()),
+            task_label=convert("task_label", lambda v: parse_labels(v, entity="task"), ()),
+            bids_filters=filters,
+        ),
+        workflow=WorkflowSection(seed=convert("seed", parse_seed, 0)),
+        execution=ExecutionSection(
+            work_dir=_absolute(opts.get("work_dir") or Path.cwd() / "work"),
+            bids_database_dir=(
+                _absolute(opts["bids_database_dir"]) if opts.get("bids_database_dir") else None
+            ),
+            nprocs=nprocs,
+            omp_nthreads=convert("omp_nthreads", parse_positive_int, omp_default),
+            mem_gb=convert("mem_gb", parse_memory_gb, round(physical_memory_gb() * 0.9, 1)),
+            skip_bids_validation=bool(opts.get("skip_bids_validation", False)),
+            stop_on_first_crash=bool(opts.get("stop_on_first_crash", False)),
+            verbose=int(opts.get("verbose", 0)),
+        ),
+        run_uuid=run_uuid,
+    )
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser()))
