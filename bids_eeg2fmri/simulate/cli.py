@@ -1,0 +1,204 @@
+"""``bids-eeg2fmri-simulate OUTPUT_DIR``: write a simulated simultaneous EEG-fMRI dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bids_eeg2fmri import __version__
+from bids_eeg2fmri.errors import CannotCreateError, UsageError
+
+PROG = "bids-eeg2fmri-simulate"
+LOGGER = logging.getLogger("bids_eeg2fmri")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(UsageError.exit_code)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bids-eeg2fmri-simulate`` parser."""
+    p = _Parser(
+        prog=PROG,
+        description="Write a simulated simultaneous EEG-fMRI BIDS dataset whose EEG band power "
+        "drives BOLD in known voxels; the ground truth goes to OUTPUT_DIR/derivatives/simulation.",
+    )
+    p.add_argument("output_dir", type=Path, help="new (or empty) folder for the dataset")
+    p.add_argument("--version", action="version", version=f"{PROG} v{__version__}")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--participants", type=_positive_int, default=2, help="default: 2")
+    p.add_argument(
+        "--sessions",
+        type=_positive_int,
+        default=1,
+        help="default: 1 (no ses- entity); N>1: ses-01..N",
+    )
+    p.add_argument(
+        "--runs", type=_positive_int, default=1, help="per session; default: 1 (no run- entity)"
+    )
+    p.add_argument(
+        "--volumes",
+        type=_positive_int,
+        default=100,
+        help="stored BOLD volumes per run (default: 100)",
+    )
+    p.add_argument(
+        "--dummy-volumes",
+        type=_non_negative_int,
+        default=0,
+        help="volumes the scanner acquires (with a marker) but does not store; recorded as "
+        "NumberOfVolumesDiscardedByScanner (default: 0)",
+    )
+    p.add_argument(
+        "--tr", type=_positive_float, default=2.16, help="repetition time in s (default: 2.16)"
+    )
+    p.add_argument(
+        "--sfreq",
+        type=_positive_float,
+        default=250.0,
+        help="EEG sampling rate in Hz (default: 250)",
+    )
+    p.add_argument("--channels", type=_positive_int, default=64, help="EEG channels (default: 64)")
+    p.add_argument(
+        "--ecg",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add an ECG channel (default: yes)",
+    )
+    p.add_argument(
+        "--grid",
+        type=_positive_int,
+        nargs=3,
+        default=(64, 64, 30),
+        metavar=("NX", "NY", "NZ"),
+        help="BOLD grid (default: 64 64 30)",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=_positive_float,
+        nargs=3,
+        metavar=("DX", "DY", "DZ"),
+        help="voxel size in mm (default: a 224 x 224 x 135 mm field of view divided by the "
+        "grid, i.e. 3.5 x 3.5 x 4.5 mm for the default grid)",
+    )
+    p.add_argument(
+        "--eeg-format",
+        choices=("brainvision", "edf", "bdf", "eeglab"),
+        default="brainvision",
+        help="default: brainvision",
+    )
+    p.add_argument(
+        "--marker",
+        default="Response/R128",
+        help="volume marker as MNE reads it (BrainVision: TYPE/DESCRIPTION; "
+        "default: Response/R128)",
+    )
+    p.add_argument("--task", default="rest", help="task label (default: rest)")
+    p.add_argument(
+        "--line-freq", type=_positive_float, default=50.0, help="power line frequency (default: 50)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT_DIR if it holds an earlier simulated dataset",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more output; tracebacks on errors"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``bids-eeg2fmri-simulate``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S")
+    )
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    LOGGER.propagate = False
+    from bids_eeg2fmri.simulate.generator import SimulationConfig
+    from bids_eeg2fmri.simulate.writer import OutputExistsError, simulate_dataset
+
+    config = SimulationConfig(
+        n_participants=args.participants,
+        n_sessions=args.sessions,
+        n_runs=args.runs,
+        n_volumes=args.volumes,
+        n_dummy=args.dummy_volumes,
+        tr=args.tr,
+        sfreq=args.sfreq,
+        n_channels=args.channels,
+        ecg=args.ecg,
+        grid=tuple(args.grid),
+        voxel_size=tuple(args.voxel_size) if args.voxel_size else None,
+        eeg_format=args.eeg_format,
+        marker=args.marker,
+        task=args.task.removeprefix("task-"),
+        line_freq=args.line_freq,
+        seed=args.seed,
+    )
+    start = time.monotonic()
+    try:
+        config.check()
+        root = simulate_dataset(config, args.output_dir, overwrite=args.overwrite)
+    except ValueError as err:
+        return _fail(str(err), UsageError.exit_code, args.verbose)
+    except OutputExistsError as err:
+        return _fail(str(err), CannotCreateError.exit_code, args.verbose)
+    except OSError as err:
+        return _fail(
+            f"cannot write {err.filename or args.output_dir}: {err.strerror or err}",
+            CannotCreateError.exit_code,
+            args.verbose,
+        )
+    LOGGER.info("Simulated dataset written to %s in %.1f s", root, time.monotonic() - start)
+    return 0
+
+
+def _fail(message: str, code: int, verbose: int) -> int:
+    if verbose:
+        LOGGER.exception("Traceback:")
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

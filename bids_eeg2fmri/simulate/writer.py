@@ -1,0 +1,453 @@
+"""Write a simulated dataset as BIDS, with its ground truth in derivatives/simulation/.
+
+The dataset is built in a temporary sibling folder and renamed into place at the end, so
+an interrupted simulation never leaves a half-written dataset under the requested name.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bids_eeg2fmri import CODE_URL, __version__
+from bids_eeg2fmri.simulate.generator import (
+    COUPLED_THRESHOLD,
+    ENVELOPE_RATE,
+    Head,
+    RunData,
+    SimulationConfig,
+    make_head,
+    simulate_run,
+)
+
+LOGGER = logging.getLogger(__name__)
+SIMULATOR = "bids-eeg2fmri-simulate"
+BIDS_VERSION = "1.10.0"
+TRUTH = Path("derivatives") / "simulation"
+_MNE_BIDS_FORMAT = {"edf": "EDF", "bdf": "BDF", "eeglab": "EEGLAB"}
+
+
+class OutputExistsError(Exception):
+    """The output folder exists, is not empty and is not a simulation we may replace."""
+
+
+def simulate_dataset(
+    config: SimulationConfig, output_dir: Path, *, overwrite: bool = False
+) -> Path:
+    """Simulate and write a whole dataset; return its root.
+
+    Raises
+    ------
+    ValueError
+        Invalid configuration.
+    OutputExistsError
+        ``output_dir`` is not empty (and, with ``overwrite``, is not an earlier simulation).
+    """
+    config.check()
+    output_dir = Path(os.path.abspath(output_dir))
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{output_dir} exists and is not empty (pass --overwrite)")
+        if not (output_dir / TRUTH / "simulation.json").is_file():
+            raise OutputExistsError(
+                f"{output_dir} is not empty and is not a simulated dataset: not overwriting it"
+            )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        _write(config, tmp)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def _labels(n: int) -> list[str | None]:
+    """Entity labels 01..N, or [None] (entity absent) when there is only one."""
+    return [None] if n == 1 else [f"{i:02d}" for i in range(1, n + 1)]
+
+
+def _write(config: SimulationConfig, root: Path) -> None:
+    import mne
+
+    mne.set_log_level("ERROR")
+    subjects = [f"{i:02d}" for i in range(1, config.n_participants + 1)]
+    sessions, runs = _labels(config.n_sessions), _labels(config.n_runs)
+    total = len(subjects) * len(sessions) * len(runs)
+    truth = {"participants": {}, "runs": []}
+    done = 0
+    for p, subject in enumerate(subjects, start=1):
+        head = make_head(config, p)
+        truth["participants"][subject] = {
+            "source_positions_mm": head.source_positions_mm,
+            "coupling_pct": {k: round(v, 4) for k, v in head.couplings.items()},
+        }
+        _write_maps(root / TRUTH / f"sub-{subject}" / "anat", subject, head)
+        for s, session in enumerate(sessions, start=1):
+            for r, run in enumerate(runs, start=1):
+                done += 1
+                LOGGER.info(
+                    "[%d/%d] sub-%s%s%s: %d volumes, %d EEG channels",
+                    done,
+                    total,
+                    subject,
+                    f" ses-{session}" if session else "",
+                    f" run-{int(run)}" if run else "",
+                    config.n_volumes,
+                    config.n_channels,
+                )
+                data = simulate_run(config, head, p, s, r)
+                entities = _entities(subject, session, config.task, run)
+                acq_time = dt.datetime(2024, 1, 1, 9, 0, tzinfo=dt.UTC) + dt.timedelta(
+                    days=p - 1 + 7 * (s - 1), minutes=20 * (r - 1)
+                )
+                eeg_file = _write_eeg(config, root, subject, session, run, data, acq_time)
+                bold_file = _write_bold(config, root, subject, session, entities, head, data)
+                _add_scan(eeg_file, bold_file, acq_time)
+                _write_run_truth(config, root / TRUTH, subject, session, entities, head, data)
+                truth["runs"].append(
+                    {
+                        "eeg": eeg_file.relative_to(root).as_posix(),
+                        "bold": bold_file.relative_to(root).as_posix(),
+                        **data.summary,
+                    }
+                )
+    _write_top_level(config, root, subjects, truth)
+
+
+def _entities(subject: str, session: str | None, task: str, run: str | None) -> str:
+    parts = [f"sub-{subject}"]
+    if session:
+        parts.append(f"ses-{session}")
+    parts.append(f"task-{task}")
+    if run:
+        parts.append(f"run-{int(run)}")
+    return "_".join(parts)
+
+
+def _subject_dir(root: Path, subject: str, session: str | None) -> Path:
+    return root / f"sub-{subject}" / (f"ses-{session}" if session else "")
+
+
+def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> Path:
+    """EEG through mne-bids; markers stay native annotations of the data file."""
+    import mne
+    from mne_bids import BIDSPath, write_raw_bids
+
+    info = mne.create_info(data.ch_names, config.sfreq, data.ch_types)
+    raw = mne.io.RawArray(data.eeg, info, verbose=False)
+    raw.set_montage("easycap-M1", on_missing="ignore")
+    raw.set_meas_date(acq_time)
+    raw.info["line_freq"] = config.line_freq
+    raw.set_annotations(
+        mne.Annotations(
+            data.marker_onsets, 0.0, [config.marker] * len(data.marker_onsets), orig_time=acq_time
+        )
+    )
+    bids_path = BIDSPath(
+        subject=subject,
+        session=session,
+        task=config.task,
+        run=int(run) if run else None,
+        datatype="eeg",
+        root=root,
+    )
+    if config.eeg_format == "brainvision":
+        # mne-bids would rewrite markers as numbered stimuli: export first (MNE keeps the
+        # type/description of each marker), then let mne-bids copy the native files.
+        with tempfile.TemporaryDirectory() as tmp:
+            # (not "eeg.vhdr": mne-bids' renaming would also rewrite the ".eeg" extension)
+            vhdr = Path(tmp) / "recording.vhdr"
+            with warnings.catch_warnings():  # "converting to float32": intended (µV floats)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mne.export.export_raw(vhdr, raw, fmt="brainvision", verbose=False)
+            _set_marker_type(vhdr.with_suffix(".vmrk"), config.marker)
+            native = mne.io.read_raw_brainvision(vhdr, verbose=False)
+            native.set_channel_types(dict(zip(data.ch_names, data.ch_types, strict=True)))
+            native.set_montage("easycap-M1", on_missing="ignore")
+            native.info["line_freq"] = config.line_freq
+            write_raw_bids(native, bids_path, overwrite=True, verbose=False)
+    else:
+        write_raw_bids(
+            raw,
+            bids_path,
+            format=_MNE_BIDS_FORMAT[config.eeg_format],
+            allow_preload=True,
+            overwrite=True,
+            verbose=False,
+        )
+    sidecar = bids_path.copy().update(suffix="eeg", extension=".json").fpath
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    meta.update(
+        EEGReference="average",
+        Manufacturer="bids-eeg2fmri simulator",
+        CapManufacturer="n/a",
+        EEGPlacementScheme="10-10 (easycap-M1 positions)",
+    )
+    sidecar.write_text(json.dumps(meta, indent=4) + "\n", encoding="utf-8")
+    if config.eeg_format == "eeglab":
+        _fix_mat_header(bids_path.fpath)
+    return bids_path.fpath
+
+
+def _set_marker_type(vmrk: Path, marker: str) -> None:
+    """Give BrainVision markers the type of ``TYPE/DESCRIPTION`` (e.g. ``Scanner/Scan Start``).
+
+    pybv (hence MNE's exporter) writes only Stimulus, Response and Comment markers, and
+    writes any other ``TYPE/DESCRIPTION`` as a Comment; real recorders use other types.
+    """
+    kind, _, description = marker.partition("/")
+    if not description or kind in ("Stimulus", "Response", "Comment"):
+        return
+    text = vmrk.read_text(encoding="utf-8")
+    vmrk.write_text(
+        text.replace(f"=Comment,{marker},", f"={kind},{description},"), encoding="utf-8"
+    )
+
+
+def _fix_mat_header(path: Path) -> None:
+    """Replace the creation time scipy writes in a MATLAB file header (byte-identical runs)."""
+    with open(path, "r+b") as handle:
+        head = handle.read(116)
+        if head.startswith(b"MATLAB 5.0 MAT-file"):
+            handle.seek(0)
+            handle.write(f"MATLAB 5.0 MAT-file, written by {SIMULATOR}".encode().ljust(116))
+
+
+def _nifti(data: np.ndarray, affine: np.ndarray, zooms):
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms(zooms)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
+def _write_bold(config, root, subject, session, entities, head: Head, data: RunData) -> Path:
+    func = _subject_dir(root, subject, session) / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    voxel = config.resolved_voxel_size()
+    path = func / f"{entities}_bold.nii.gz"
+    _nifti(data.bold, head.affine, (*voxel, config.tr)).to_filename(path)
+    meta = {
+        "TaskName": config.task,
+        "RepetitionTime": config.tr,
+        "Manufacturer": "bids-eeg2fmri simulator",
+        "SkullStripped": False,
+    }
+    if config.n_dummy:
+        meta["NumberOfVolumesDiscardedByScanner"] = config.n_dummy
+    _write_json(func / f"{entities}_bold.json", meta)
+    return path
+
+
+def _add_scan(eeg_file: Path, bold_file: Path, acq_time: dt.datetime) -> None:
+    """Add the BOLD run to scans.tsv with the EEG's acq_time (simultaneous recording)."""
+    folder = eeg_file.parent.parent  # sub-X or sub-X/ses-Y
+    prefix = (
+        folder.name if folder.name.startswith("sub-") else f"{folder.parent.name}_{folder.name}"
+    )
+    scans = folder / f"{prefix}_scans.tsv"
+    with open(scans, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    eeg_row = next(r for r in rows if r["filename"].endswith(eeg_file.name))
+    rows.append({**eeg_row, "filename": f"func/{bold_file.name}"})
+    rows.sort(key=lambda r: r["filename"])
+    with open(scans, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_maps(anat: Path, subject: str, head: Head) -> None:
+    anat.mkdir(parents=True, exist_ok=True)
+    zooms = tuple(np.abs(np.diag(head.affine)[:3]))
+    _nifti(head.mask.astype(np.uint8), head.affine, zooms).to_filename(
+        anat / f"sub-{subject}_desc-brain_mask.nii.gz"
+    )
+    for name, weights in head.maps.items():
+        _nifti(weights.astype(np.float32), head.affine, zooms).to_filename(
+            anat / f"sub-{subject}_label-{name}_probseg.nii.gz"
+        )
+
+
+def _write_run_truth(config, truth_root, subject, session, entities, head, data: RunData) -> None:
+    func = _subject_dir(truth_root, subject, session) / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    voxel = config.resolved_voxel_size()
+    raw_bold = (
+        f"bids:raw:{_subject_dir(Path(), subject, session).as_posix()}/func/{entities}_bold.nii.gz"
+    )
+    noiseless = _nifti(data.noiseless, head.affine, (*voxel, config.tr))
+    noiseless.set_data_dtype(np.int16)  # nibabel scales to the range: ~0.02 % steps, 1/2 the size
+    noiseless.to_filename(func / f"{entities}_desc-noiseless_bold.nii.gz")
+    _write_json(
+        func / f"{entities}_desc-noiseless_bold.json",
+        {
+            "Description": "BOLD without physiological noise, drift or thermal noise: the best "
+            "possible prediction from the sources' band power.",
+            "RepetitionTime": config.tr,
+            "SkullStripped": False,
+            "Sources": [raw_bold],
+        },
+    )
+    _nifti(data.noise_ceiling, head.affine, voxel).to_filename(
+        func / f"{entities}_noiseceiling.nii.gz"
+    )
+    _write_json(
+        func / f"{entities}_noiseceiling.json",
+        {
+            "Description": "Voxelwise Pearson r of the noiseless and the observed BOLD, in voxels "
+            f"whose coupling weight is at least {COUPLED_THRESHOLD} (NaN elsewhere).",
+            **data.summary,
+        },
+    )
+    names = list(data.envelopes)
+    _write_tsv(
+        func / f"{entities}_desc-envelopes_timeseries.tsv",
+        ["time", *(f"{n}_power" for n in names)],
+        np.column_stack([data.envelope_times, *(data.envelopes[n] for n in names)]),
+    )
+    _write_json(
+        func / f"{entities}_desc-envelopes_timeseries.json",
+        {
+            "SamplingFrequency": ENVELOPE_RATE,
+            "time": {
+                "Description": "Time from the first EEG sample (negative: before it).",
+                "Units": "s",
+            },
+            **{
+                f"{n}_power": {
+                    "Description": f"Band power of the {n} source (squared amplitude envelope, "
+                    "mean about 1): the neural drive of its BOLD region.",
+                    "Units": "arbitrary",
+                }
+                for n in names
+            },
+        },
+    )
+    _write_tsv(
+        func / f"{entities}_desc-regressors_timeseries.tsv",
+        ["volume", "onset", *names],
+        np.column_stack(
+            [
+                np.arange(len(data.volume_onsets)),
+                data.volume_onsets,
+                *(data.regressors[n] for n in names),
+            ]
+        ),
+    )
+    _write_json(
+        func / f"{entities}_desc-regressors_timeseries.json",
+        {
+            "volume": {"Description": "Index of the stored BOLD volume (0-based)."},
+            "onset": {"Description": "Volume onset on the EEG clock (its marker).", "Units": "s"},
+            **{
+                n: {
+                    "Description": f"Band power of the {n} source convolved with the canonical "
+                    "HRF, read at the middle of each volume, z-scored over the run.",
+                    "Units": "standard deviations",
+                }
+                for n in names
+            },
+        },
+    )
+
+
+def _write_top_level(
+    config: SimulationConfig, root: Path, subjects: list[str], truth: dict
+) -> None:
+    import mne_bids
+
+    generated_by = [
+        {"Name": SIMULATOR, "Version": __version__, "CodeURL": CODE_URL},
+        {"Name": "MNE-BIDS", "Version": mne_bids.__version__},
+    ]
+    _write_json(
+        root / "dataset_description.json",
+        {
+            "Name": "bids-eeg2fmri simulated simultaneous EEG-fMRI",
+            "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["bids-eeg2fmri simulator"],
+            "GeneratedBy": generated_by,
+        },
+    )
+    with open(root / "participants.tsv", "w", encoding="utf-8") as handle:
+        handle.write("participant_id\n" + "".join(f"sub-{s}\n" for s in subjects))
+    (root / "participants.json").unlink(missing_ok=True)
+    (root / "README").write_text(_readme(config), encoding="utf-8")
+
+    truth_root = root / TRUTH
+    _write_json(
+        truth_root / "dataset_description.json",
+        {
+            "Name": "Ground truth of the simulation",
+            "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": generated_by[:1],
+        },
+    )
+    (truth_root / ".bidsignore").write_text("simulation.json\n*_noiseceiling.*\n", encoding="utf-8")
+    config_dict = dataclasses.asdict(config)
+    config_dict["voxel_size"] = list(config.resolved_voxel_size())
+    _write_json(
+        truth_root / "simulation.json",
+        {"simulator": SIMULATOR, "version": __version__, "config": config_dict, **truth},
+    )
+
+
+def _readme(config: SimulationConfig) -> str:
+    sources = "\n".join(
+        f"- {s.name}: {s.band[0]:g}-{s.band[1]:g} Hz, BOLD coupling {s.coupling:+g} % per SD"
+        for s in config.sources
+    )
+    return f"""Simulated simultaneous EEG-fMRI
+===============================
+
+Written by {SIMULATOR} {__version__} (seed {config.seed}). Nothing here was recorded
+from a person.
+
+Each run has an EEG recording ({config.eeg_format}, {config.n_channels} EEG channels at
+{config.sfreq:g} Hz{", plus ECG" if config.ecg else ""}) and a BOLD run ({config.n_volumes}
+volumes, TR {config.tr:g} s) with the same acq_time in scans.tsv. The EEG starts a few
+seconds before the first volume and carries a "{config.marker}" marker at every volume
+onset ({config.n_dummy} dummy volume(s) before the first stored one).
+
+Sources whose band power drives BOLD through the canonical HRF:
+{sources}
+
+The ground truth (noiseless BOLD, source maps, band-power envelopes, regressors, the
+noise ceiling of each run and every parameter) is in derivatives/simulation/.
+EEG files were written with MNE-Python and MNE-BIDS (Appelhoff et al. 2019,
+doi:10.21105/joss.01896).
+"""
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_tsv(path: Path, columns: list[str], values: np.ndarray) -> None:
+    lines = ["\t".join(columns)]
+    lines += ["\t".join(f"{v:.6g}" for v in row) for row in values]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
