@@ -1,0 +1,143 @@
+"""Index a BIDS dataset with pybids (index kept outside it) and select EEG recordings."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bids_eeg2fmri.errors import NoInputError, NothingSelectedError, UsageError
+
+LOGGER = logging.getLogger(__name__)
+
+#: EEG data files of the four BIDS-EEG formats (BrainVision via its header).
+EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set")
+#: Folders never indexed: not raw data (derivatives may hold our own outputs).
+_IGNORED = re.compile(r"^/(code|derivatives|sourcedata|stimuli|models|\..*)(/|$)")
+
+
+def participants_in(bids_dir: Path) -> list[str]:
+    """Participant labels present in a dataset (its ``sub-*`` folders), sorted."""
+    return sorted(p.name[4:] for p in Path(bids_dir).glob("sub-*") if p.is_dir())
+
+
+def check_participant_labels(bids_dir: Path, labels: Sequence[str]) -> None:
+    """Raise a usage error naming unknown labels and the ones that exist."""
+    present = participants_in(bids_dir)
+    if not present:
+        raise NoInputError(f"{bids_dir} has no participants (no sub-* folder)")
+    missing = [label for label in labels if label not in present]
+    if missing:
+        shown = ", ".join(present[:20]) + (
+            f", ... ({len(present)} in all)" if len(present) > 20 else ""
+        )
+        raise UsageError(
+            f"participant label(s) not found in {bids_dir}: {', '.join(missing)}; "
+            f"the dataset has: {shown}"
+        )
+
+
+def index_dataset(bids_dir: Path, database_dir: Path, *, reset: bool):
+    """A pybids layout of ``bids_dir`` whose SQLite index lives in ``database_dir``.
+
+    The index is never written inside the dataset (users mount it read only).
+    ``reset=False`` reuses an existing index (``--bids-database-dir``).
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    database_dir.mkdir(parents=True, exist_ok=True)
+    reuse = not reset and any(database_dir.iterdir())
+    LOGGER.info(
+        "%s the pybids index of %s in %s",
+        "Reusing" if reuse else "Building",
+        bids_dir,
+        database_dir,
+    )
+    indexer = BIDSLayoutIndexer(validate=False, ignore=[_IGNORED], index_metadata=True)
+    return BIDSLayout(
+        bids_dir,
+        indexer=indexer,
+        database_path=database_dir,
+        reset_database=not reuse,
+    )
+
+
+def _to_query(value: Any):
+    """fMRIPrep's filter language: ``null`` = entity absent, ``"*"`` = any value."""
+    from bids.layout import Query
+
+    if value is None:
+        return Query.NONE
+    if value == "*":
+        return Query.ANY
+    if isinstance(value, list):
+        return [_to_query(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Selection:
+    """EEG recordings selected for processing, as absolute paths."""
+
+    eeg_files: tuple[Path, ...]
+
+    @property
+    def participants(self) -> list[str]:
+        return sorted({re.search(r"sub-([A-Za-z0-9]+)", f.name).group(1) for f in self.eeg_files})
+
+
+def select_eeg_recordings(
+    layout,
+    *,
+    participant_label: Sequence[str] = (),
+    session_label: Sequence[str] = (),
+    task_label: Sequence[str] = (),
+    bids_filters: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Selection:
+    """EEG recordings matching the labels and the ``eeg`` query of the filter file.
+
+    Raises
+    ------
+    NoInputError
+        The dataset has no EEG recording at all (exit 66).
+    NothingSelectedError
+        EEG recordings exist but the filters exclude them all (exit 18).
+    UsageError
+        The filter file names an entity pybids does not know.
+    """
+    base = {"datatype": "eeg", "suffix": "eeg", "extension": list(EEG_EXTENSIONS)}
+    query = {k: _to_query(v) for k, v in dict((bids_filters or {}).get("eeg", {})).items()}
+    for key, labels in (
+        ("subject", participant_label),
+        ("session", session_label),
+        ("task", task_label),
+    ):
+        if labels:
+            query[key] = list(labels)
+    try:
+        found = layout.get(return_type="filename", **{**query, **base})
+    except ValueError as err:  # unknown entity in the filter file
+        raise UsageError(f"--bids-filter-file: {err}") from None
+    if found:
+        return Selection(tuple(sorted(Path(f) for f in found)))
+
+    everything = layout.get(return_type="filename", **base)
+    if not everything:
+        raise NoInputError(
+            f"{layout.root} has no EEG recording (eeg/*_eeg{{{','.join(EEG_EXTENSIONS)}}}): "
+            "nothing to work on"
+        )
+    available = {
+        "participants": layout.get_subjects(datatype="eeg"),
+        "sessions": layout.get_sessions(datatype="eeg"),
+        "tasks": layout.get_tasks(datatype="eeg"),
+    }
+    asked = ", ".join(f"{k}={v}" for k, v in query.items())
+    offer = "; ".join(f"{k}: {', '.join(map(str, v)) or 'none'}" for k, v in available.items())
+    raise NothingSelectedError(
+        f"the filters ({asked}) selected none of the {len(everything)} EEG recordings "
+        f"in {layout.root}; available {offer}"
+    )

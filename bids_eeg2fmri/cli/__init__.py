@@ -1,0 +1,1 @@
+"""The command line: parser, argument checks, exit codes and the entry point."""

@@ -1,0 +1,168 @@
+"""The BIDS-App argument parser (fMRIPrep names and semantics, BIDS_APP.md section 1).
+
+Options default to "not given" (``argparse.SUPPRESS``) so that the namespace holds only
+what the user typed: the CLI then overrides ``--config-file`` key by key, and defaults are
+filled in one place, :func:`bids_eeg2fmri.config.make_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bids_eeg2fmri import __version__
+
+PROG = "bids-eeg2fmri"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (exit code 2)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bids-eeg2fmri`` parser."""
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Synthesize fMRI from EEG: find simultaneous EEG/BOLD runs in a BIDS dataset, "
+            "align every BOLD volume to the EEG that preceded it, train or apply the "
+            "EEG-to-fMRI synthesizer and write BIDS derivatives."
+        ),
+        argument_default=argparse.SUPPRESS,
+        epilog="Exit codes: 0 success; 1 failure; 2 usage error; 16 input is not valid BIDS; "
+        "17 unknown analysis level; 18 the filters selected no files; 65 inconsistent data; "
+        "66 nothing to work on; 73 cannot create the output or work directory.",
+    )
+    # Positionals go on the parser itself, not in a group (BIDS-Apps convention).
+    parser.add_argument(
+        "bids_dir", type=Path, help="the root of the input BIDS dataset (read only)"
+    )
+    parser.add_argument(
+        "output_dir",
+        type=Path,
+        help="where derivatives are written; inside BIDS_DIR only under "
+        "BIDS_DIR/derivatives/ (e.g. BIDS_DIR/derivatives/bids-eeg2fmri)",
+    )
+    parser.add_argument(
+        "analysis_level",
+        metavar="{participant,group}",
+        help="participant: process (and train on) each selected participant; "
+        "group: gather participant outputs",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} v{__version__}")
+
+    sel = parser.add_argument_group("Selecting data")
+    sel.add_argument(
+        "--participant-label",
+        "--participant_label",
+        dest="participant_label",
+        nargs="+",
+        metavar="LABEL",
+        help="participants to process, with or without 'sub-', or files with one label per "
+        "line (default: all)",
+    )
+    sel.add_argument(
+        "--session-label",
+        "--session_label",
+        dest="session_label",
+        nargs="+",
+        metavar="LABEL",
+        help="sessions to process, with or without 'ses-' (default: all)",
+    )
+    sel.add_argument(
+        "--task-label",
+        "--task_label",
+        "--task-id",
+        dest="task_label",
+        nargs="+",
+        metavar="LABEL",
+        help="tasks to process, with or without 'task-' (default: all)",
+    )
+    sel.add_argument(
+        "--bids-filter-file",
+        dest="bids_filter_file",
+        type=Path,
+        metavar="FILE",
+        help='JSON refining the queries, e.g. {"eeg": {"acquisition": "cleaned"}, '
+        '"bold": {"run": [1, 2]}}; null means "entity absent", "*" means "any value"',
+    )
+    sel.add_argument(
+        "--bids-database-dir",
+        dest="bids_database_dir",
+        type=Path,
+        metavar="DIR",
+        help="pybids SQLite index to reuse or create (default: a fresh one in the work dir; "
+        "never inside BIDS_DIR)",
+    )
+    sel.add_argument(
+        "--skip-bids-validation",
+        "--skip_bids_validation",
+        dest="skip_bids_validation",
+        action="store_true",
+        help="do not run bids-validator-deno on the input",
+    )
+
+    wf = parser.add_argument_group("Workflow")
+    wf.add_argument(
+        "--seed", type=str, metavar="INT", help="random seed for every random step (default: 0)"
+    )
+    wf.add_argument(
+        "--config-file",
+        dest="config_file",
+        type=Path,
+        metavar="FILE",
+        help="TOML configuration, e.g. a logs/config-*.toml of an earlier run; "
+        "command-line options override it",
+    )
+
+    ex = parser.add_argument_group("Execution (never changes results)")
+    ex.add_argument(
+        "-w",
+        "--work-dir",
+        dest="work_dir",
+        type=Path,
+        metavar="DIR",
+        help="caches and intermediate files; reuse it to resume (default: ./work)",
+    )
+    ex.add_argument(
+        "--nprocs",
+        "--nthreads",
+        "--n-cpus",
+        "--n_cpus",
+        dest="nprocs",
+        metavar="N",
+        help="processes to run in parallel (default: the CPUs available)",
+    )
+    ex.add_argument(
+        "--omp-nthreads",
+        dest="omp_nthreads",
+        metavar="N",
+        help="threads per process (default: nprocs - 1, at most 8)",
+    )
+    ex.add_argument(
+        "--mem",
+        "--mem-gb",
+        "--mem_gb",
+        dest="mem_gb",
+        metavar="SIZE",
+        help="memory limit with a unit, e.g. 8G or 8000M (default: 90%% of physical memory)",
+    )
+    ex.add_argument(
+        "--stop-on-first-crash",
+        dest="stop_on_first_crash",
+        action="store_true",
+        help="stop at the first failing step instead of finishing the others",
+    )
+    ex.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbose",
+        action="count",
+        help="more log output; shows tracebacks on errors",
+    )
+    return parser

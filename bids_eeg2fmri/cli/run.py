@@ -1,0 +1,253 @@
+"""``bids-eeg2fmri``: parse, check, record, then run the requested analysis level.
+
+The order matters: everything that can be checked without writing (arguments, paths,
+labels) is checked before any directory is created, and nothing is ever written inside
+BIDS_DIR except under OUTPUT_DIR when the user put OUTPUT_DIR in BIDS_DIR/derivatives/.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shlex
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from bids_eeg2fmri import __version__
+from bids_eeg2fmri.cli.parser import PROG, build_parser
+from bids_eeg2fmri.errors import CannotCreateError, Eeg2FmriError, UsageError
+
+LOGGER = logging.getLogger("bids_eeg2fmri")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``bids-eeg2fmri``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = vars(build_parser().parse_args(argv))  # exits 2 on usage errors
+    verbose = int(args.get("verbose", 0))
+    _setup_logging(verbose)
+    try:
+        config = _configure(args)
+        _run(config, command=[PROG, *argv])
+    except Eeg2FmriError as err:
+        return _fail(str(err), err.exit_code, verbose)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, verbose)
+    except Exception as err:  # noqa: BLE001 - the last line of defence, one line unless -v
+        return _fail(f"unexpected {type(err).__name__}: {err}", 1, verbose)
+    return 0
+
+
+def _fail(message: str, code: int, verbose: int) -> int:
+    if verbose:
+        LOGGER.debug("Traceback of the failure:", exc_info=True)
+    LOGGER.log(logging.ERROR, message, extra={"cli_error": True})
+    if not verbose and code == 1:
+        message += " (rerun with -v for the traceback)"
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return code
+
+
+class _NotCliErrors(logging.Filter):
+    """The console gets errors from ``_fail`` directly; keep them out of the handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "cli_error", False)
+
+
+def _setup_logging(verbose: int) -> None:
+    LOGGER.setLevel(logging.DEBUG)
+    LOGGER.propagate = False
+    for handler in list(LOGGER.handlers):
+        LOGGER.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(
+        logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S")
+    )
+    console.addFilter(_NotCliErrors())
+    LOGGER.addHandler(console)
+
+
+def _add_log_file(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(name)s | %(levelname)s | %(message)s"))
+    LOGGER.addHandler(handler)
+
+
+def _configure(args: dict):
+    """Merge ``--config-file`` and the command line into a validated RunConfig."""
+    from bids_eeg2fmri.config import make_config, read_config_file
+
+    options: dict = {}
+    origin: dict[str, str] = {}
+    config_file = args.pop("config_file", None)
+    if config_file is not None:
+        for key, value in read_config_file(config_file).items():
+            options[key] = value
+            origin[key] = f"{config_file}: {key}"
+    for key, value in args.items():
+        options[key] = value
+        origin[key] = "--" + key.replace("_", "-") if key not in _POSITIONALS else key.upper()
+    if "mem_gb" in args:
+        origin["mem_gb"] = "--mem"
+    run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
+    return make_config(options, origin=origin, run_uuid=run_uuid)
+
+
+_POSITIONALS = ("bids_dir", "output_dir", "analysis_level")
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_locations(config) -> None:
+    """BIDS_DIR is a dataset; OUTPUT_DIR, the work dir and the index stay out of it."""
+    from bids_eeg2fmri.bidsio.derivatives import check_existing_output
+    from bids_eeg2fmri.errors import BIDSValidationError
+
+    bids_dir = config.run.bids_dir
+    if not bids_dir.exists():
+        raise UsageError(f"BIDS_DIR {bids_dir} does not exist (in a container, is it mounted?)")
+    if not bids_dir.is_dir():
+        raise UsageError(f"BIDS_DIR {bids_dir} is not a directory")
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise BIDSValidationError(
+            f"{bids_dir} is not a BIDS dataset: dataset_description.json is missing"
+        )
+    root = bids_dir.resolve()
+    suggestion = root / "derivatives" / "bids-eeg2fmri"
+    output = config.run.output_dir.resolve()
+    if output == root:
+        raise UsageError(
+            f"OUTPUT_DIR is BIDS_DIR ({root}); the input is never written to: use e.g. {suggestion}"
+        )
+    if _is_within(output, root) and (root / "derivatives") not in output.parents:
+        raise UsageError(
+            f"OUTPUT_DIR {output} is inside BIDS_DIR; the input is never written to: "
+            f"use a folder under {root / 'derivatives'} (e.g. {suggestion}) or outside it"
+        )
+    for flag, path in (
+        ("--work-dir", config.execution.work_dir),
+        ("--bids-database-dir", config.execution.bids_database_dir),
+    ):
+        if path is not None and _is_within(path.resolve(), root):
+            raise UsageError(
+                f"{flag} {path} is inside BIDS_DIR {root}; caches never go into the input: "
+                f"pass {flag} DIR outside it"
+            )
+    check_existing_output(output)
+
+
+def _make_dirs(*folders: Path) -> None:
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise CannotCreateError(
+                f"cannot create or write {folder}: {err.strerror or err}"
+            ) from None
+
+
+def _run(config, *, command: list[str]) -> None:
+    from bids_eeg2fmri.bidsio.files import write_text_atomic
+    from bids_eeg2fmri.bidsio.layout import check_participant_labels
+    from bids_eeg2fmri.config import to_toml_dict
+
+    check_locations(config)
+    if config.selection.participant_label:
+        check_participant_labels(config.run.bids_dir, config.selection.participant_label)
+
+    output, work = config.run.output_dir, config.execution.work_dir
+    logs = output / "logs"
+    _make_dirs(output, logs, work)
+    _add_log_file(logs / f"{PROG}-{config.run_uuid}.log")
+    LOGGER.info("%s v%s, run %s", PROG, __version__, config.run_uuid)
+
+    import tomli_w
+
+    document = {
+        "environment": {
+            "version": __version__,
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": shlex.join(command),
+            "python": sys.version.split()[0],
+            "run_uuid": config.run_uuid,
+        },
+        **to_toml_dict(config),
+    }
+    config_path = logs / f"config-{config.run_uuid}.toml"
+    try:
+        write_text_atomic(config_path, tomli_w.dumps(document))
+    except OSError as err:
+        raise CannotCreateError(f"cannot write {config_path}: {err.strerror or err}") from None
+    LOGGER.info("Configuration recorded in %s", config_path)
+
+    if config.run.analysis_level == "participant":
+        _participant(config)
+    else:
+        _group(config)
+
+
+def _participant(config) -> None:
+    from bids_eeg2fmri.bidsio.derivatives import write_derivative_description
+    from bids_eeg2fmri.bidsio.layout import index_dataset, select_eeg_recordings
+    from bids_eeg2fmri.bidsio.validator import validate_dataset
+
+    bids_dir, output, work = config.run.bids_dir, config.run.output_dir, config.execution.work_dir
+    if config.execution.skip_bids_validation:
+        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+    else:
+        LOGGER.info("Validating %s with bids-validator-deno", bids_dir)
+        validate_dataset(
+            bids_dir,
+            cache_dir=work / "deno",
+            report_path=output / "logs" / f"bids-validator-{config.run_uuid}.json",
+        )
+
+    database = config.execution.bids_database_dir
+    layout = index_dataset(
+        bids_dir,
+        database or work / config.run_uuid / "bids_db",
+        reset=database is None,
+    )
+    selection = select_eeg_recordings(
+        layout,
+        participant_label=config.selection.participant_label,
+        session_label=config.selection.session_label,
+        task_label=config.selection.task_label,
+        bids_filters=config.selection.bids_filters,
+    )
+    LOGGER.info(
+        "Selected %d EEG recording(s) of %d participant(s): %s",
+        len(selection.eeg_files),
+        len(selection.participants),
+        ", ".join(f.name for f in selection.eeg_files),
+    )
+    write_derivative_description(output, bids_dir, os.environ)
+    LOGGER.info(
+        "Preprocessing, training and synthesis are not part of this version yet; "
+        "outputs so far: %s",
+        output,
+    )
+
+
+def _group(config) -> None:
+    from bids_eeg2fmri.errors import NoInputError
+
+    raise NoInputError(
+        f"nothing to gather in {config.run.output_dir}: no participant-level outputs "
+        "(run the participant level first)"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
