@@ -1,0 +1,35 @@
+# Two entry points for a fresh clone (see README.md):
+#   make demo   set up .venv, simulate the default dataset, run the participant level on it
+#   make test   set up .venv (with the test extra) and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "bids-eeg2fmri needs Python >= 3.11 (set PYTHON=python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	@test -f $(DEMO)/data/dataset_description.json || \
+	  $(BIN)/bids-eeg2fmri-simulate $(DEMO)/data --seed 0
+	$(BIN)/bids-eeg2fmri $(DEMO)/data $(DEMO)/out participant -w $(DEMO)/work
+	@echo "Outputs: $(DEMO)/out (configuration and logs in $(DEMO)/out/logs)"
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -n 2 tests
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check bids_eeg2fmri tests
+	$(BIN)/ruff format --check bids_eeg2fmri tests
+
+clean:
+	rm -rf $(DEMO) work .pytest_cache
