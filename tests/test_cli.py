@@ -465,3 +465,25 @@ def test_labels_from_a_file(sim_dataset, tmp_path, capsys):
     assert code == 0, errors
     (config_file,) = (out / "logs").glob("config-*.toml")
     assert tomllib.loads(config_file.read_text())["selection"]["participant_label"] == ["01", "02"]
+
+
+def test_bids_database_dir_is_reused(sim_dataset, tmp_path, capsys):
+    database = tmp_path / "db"
+    args = [
+        sim_dataset,
+        tmp_path / "out",
+        "participant",
+        "--skip-bids-validation",
+        "-w",
+        tmp_path / "w",
+        "--bids-database-dir",
+        database,
+    ]
+    assert run_cli(args, capsys)[0] == 0
+    assert any(database.iterdir())
+    assert run_cli(args, capsys)[0] == 0
+    logs = sorted((tmp_path / "out" / "logs").glob("bids-eeg2fmri-*.log"))
+    assert "Building the pybids index" in logs[0].read_text() or "Building" in "".join(
+        p.read_text() for p in logs
+    )
+    assert any("Reusing the pybids index" in p.read_text() for p in logs)

@@ -259,3 +259,14 @@ def test_simulate_cli_never_clobbers(tmp_path, capsys):
     assert simulate_main([str(other), *tiny, "--seed", "9", "--overwrite"]) == 0
     assert "stopping" not in capsys.readouterr().err
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("eeg_format", ["brainvision", "edf", "bdf", "eeglab"])
+def test_default_dataset_is_valid_bids(tmp_path, eeg_format):
+    """The issue's check, at the default size: simulate OUT --seed 0, then validate."""
+    out = tmp_path / "ds"
+    assert simulate_main([str(out), "--seed", "0", "--eeg-format", eeg_format]) == 0
+    report = run_validator(out, cache_dir=tmp_path / "deno")
+    assert errors_of(report) == []
+    assert sorted(report["summary"]["subjects"]) == ["01", "02"]
+    assert nib.load(out / "sub-01/func/sub-01_task-rest_bold.nii.gz").shape == (64, 64, 30, 100)
