@@ -163,43 +163,24 @@ def test_invalid_participant_label(sim_dataset, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("content", "fragment"),
+    ("flag", "content", "fragment"),
     [
-        (None, "cannot read the BIDS filter file"),
-        ("{not json", "is not valid JSON"),
-        ('{"eeeg": {}}', "did you mean 'eeg'"),
-        ('{"eeg": {"run": {"a": 1}}}', "eeg.run"),
+        ("--bids-filter-file", None, "cannot read the BIDS filter file"),
+        ("--bids-filter-file", "{not json", "is not valid JSON"),
+        ("--bids-filter-file", '{"eeeg": {}}', "did you mean 'eeg'"),
+        ("--bids-filter-file", '{"eeg": {"run": {"a": 1}}}', "eeg.run"),
+        ("--config-file", None, "cannot read the config file"),
+        ("--config-file", "nprocs = ", "not valid TOML"),
+        ("--config-file", "[execution]\nnproc = 2\n", "did you mean 'nprocs'"),
+        ("--config-file", "[execution]\nnprocs = 0\n", "nprocs: expected a positive integer"),
     ],
 )
-def test_bad_filter_file(sim_dataset, tmp_path, capsys, content, fragment):
-    path = tmp_path / "filter.json"
+def test_bad_filter_or_config_file(sim_dataset, tmp_path, capsys, flag, content, fragment):
+    path = tmp_path / "file"
     if content is not None:
         path.write_text(content)
     assert_fails(
-        [sim_dataset, tmp_path / "out", "participant", "--bids-filter-file", path],
-        capsys,
-        sim_dataset,
-        2,
-        str(path) if content else "filter",
-        fragment,
-    )
-
-
-@pytest.mark.parametrize(
-    ("content", "fragment"),
-    [
-        (None, "cannot read the config file"),
-        ("nprocs = ", "not valid TOML"),
-        ("[execution]\nnproc = 2\n", "did you mean 'nprocs'"),
-        ("[execution]\nnprocs = 0\n", "nprocs: expected a positive integer"),
-    ],
-)
-def test_bad_config_file(sim_dataset, tmp_path, capsys, content, fragment):
-    path = tmp_path / "cfg.toml"
-    if content is not None:
-        path.write_text(content)
-    assert_fails(
-        [sim_dataset, tmp_path / "out", "participant", "--config-file", path],
+        [sim_dataset, tmp_path / "out", "participant", flag, path],
         capsys,
         sim_dataset,
         2,

@@ -146,8 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument(
         "--mem",
-        "--mem-gb",
-        "--mem_gb",
         dest="mem_gb",
         metavar="SIZE",
         help="memory limit with a unit, e.g. 8G or 8000M (default: 90%% of physical memory)",

@@ -22,34 +22,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(UsageError.exit_code)
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+def _number(cast, *, above: float | None = None, at_least: float | None = None):
+    """An argparse type: ``cast(value)`` that must be > ``above`` or >= ``at_least``."""
+    bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
+
+    def parse(value: str):
+        try:
+            number = cast(value)
+        except ValueError:
+            number = None
+        if (
+            number is None
+            or (above is not None and not number > above)
+            or (at_least is not None and not number >= at_least)
+        ):
+            raise argparse.ArgumentTypeError(f"expected {cast.__name__} {bound}, got {value!r}")
+        return number
+
+    return parse
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
+_positive_int = _number(int, at_least=1)
+_non_negative_int = _number(int, at_least=0)
+_positive_float = _number(float, above=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
