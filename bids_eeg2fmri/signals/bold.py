@@ -1,0 +1,97 @@
+"""BOLD for the model: checks, the model grid (and the way back), brain mask, scaling."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_GRID = (64, 64, 30)
+
+
+class BoldError(ValueError):
+    """The BOLD run cannot be used (the message names the problem)."""
+
+
+def check_bold(data: np.ndarray, *, name: str) -> None:
+    """A BOLD run must be 4-D with at least two volumes and finite values."""
+    if data.ndim != 4:
+        raise BoldError(f"{name}: BOLD must be 4-D (x, y, z, time), got shape {data.shape}")
+    if data.shape[3] < 2:
+        raise BoldError(f"{name}: BOLD has {data.shape[3]} volume(s)")
+    if not np.all(np.isfinite(data)):
+        raise BoldError(f"{name}: BOLD holds NaN or infinite values")
+
+
+def header_tr(zooms: tuple[float, ...], units: str | None) -> float | None:
+    """TR in seconds from a NIfTI header's 4th zoom, or None if absent."""
+    if len(zooms) < 4 or zooms[3] <= 0:
+        return None
+    scale = {"msec": 1e-3, "usec": 1e-6}.get(units or "sec", 1.0)
+    return float(zooms[3]) * scale
+
+
+def model_grid_affine(native_affine: np.ndarray, native_shape, model_shape) -> np.ndarray:
+    """Affine of a grid of ``model_shape`` covering the native field of view.
+
+    Voxel centres are placed so that both grids span the same box (corner to corner).
+    """
+    native_shape = np.asarray(native_shape[:3], float)
+    model_shape = np.asarray(model_shape, float)
+    scale = native_shape / model_shape
+    affine = native_affine.copy()
+    affine[:3, :3] = native_affine[:3, :3] * scale
+    # the corner (-0.5 voxel) of both grids coincides
+    affine[:3, 3] = native_affine[:3, :3] @ (-0.5 + 0.5 * scale) + native_affine[:3, 3]
+    return affine
+
+
+def resample(data: np.ndarray, affine: np.ndarray, target_affine, target_shape) -> np.ndarray:
+    """Resample 3-D or 4-D ``data`` to a target grid (trilinear; identity is a copy)."""
+    if np.allclose(affine, target_affine) and data.shape[:3] == tuple(target_shape):
+        return np.array(data, dtype=np.float32)
+    import nibabel as nib
+    from nilearn.image import resample_img
+
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    out = resample_img(
+        img,
+        target_affine=target_affine,
+        target_shape=tuple(target_shape),
+        interpolation="continuous",
+        force_resample=True,
+        copy_header=True,
+    )
+    return np.asarray(out.get_fdata(dtype=np.float32))
+
+
+def brain_mask(mean: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Brain mask of a mean EPI image (nilearn's ``compute_epi_mask``)."""
+    import nibabel as nib
+    from nilearn.masking import compute_epi_mask
+
+    img = nib.Nifti1Image(np.asarray(mean, np.float32), affine)
+    return np.asarray(compute_epi_mask(img).get_fdata() > 0)
+
+
+def normalize(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxelwise temporal z-score inside the mask (0 outside).
+
+    Returns
+    -------
+    z : ndarray, float32, same shape as ``data`` (x, y, z, t)
+    mean, std : ndarray, float32, shape (x, y, z)
+        Parameters to put model outputs back in the source units: ``z * std + mean``.
+    """
+    mean = data.mean(axis=-1).astype(np.float32)
+    std = data.std(axis=-1).astype(np.float32)
+    usable = mask & (std > 0)
+    z = np.zeros(data.shape, np.float32)
+    z[usable] = (data[usable] - mean[usable, None]) / std[usable, None]
+    return z, mean, np.where(usable, std, 0).astype(np.float32)
+
+
+def denormalize(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize` (voxels outside the mask get their mean)."""
+    return z * std[..., None] + mean[..., None]

@@ -1,0 +1,182 @@
+"""Read BIDS EEG (four formats), type channels, and build the model's channel set."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+LOGGER = logging.getLogger(__name__)
+
+#: Standard montage used to place channels for spherical-spline interpolation.
+MONTAGE = "easycap-M1"
+#: Names of non-EEG channels that recorders often type as EEG in the data file.
+NON_EEG_NAME = re.compile(
+    r"^(?:ECG|EKG|EOG|[VH]EOG|EMG|EXG\d*|TRIG(?:GER)?|STI\d*|STATUS|RESP|GSR|PULSE)\d*$",
+    re.IGNORECASE,
+)
+
+
+class EEGError(ValueError):
+    """The EEG recording cannot be used (the message names the problem)."""
+
+
+def read_raw(path: Path):
+    """Read an EEG recording (BrainVision, EDF, BDF or EEGLAB) into memory with MNE.
+
+    The recording's own annotations are kept (mne-bids would replace them with
+    ``events.tsv``, losing markers that only the data file holds).
+
+    Raises
+    ------
+    EEGError
+        Unreadable, truncated, or with a missing data file.
+    """
+    import mne
+
+    path = Path(path)
+    readers = {
+        ".vhdr": mne.io.read_raw_brainvision,
+        ".edf": mne.io.read_raw_edf,
+        ".bdf": mne.io.read_raw_bdf,
+        ".set": mne.io.read_raw_eeglab,
+    }
+    if path.suffix not in readers:
+        raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)})")
+    if path.suffix == ".vhdr":
+        _check_brainvision_files(path)
+    try:
+        raw = readers[path.suffix](path, preload=True, verbose="error")
+    except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
+        raise EEGError(f"{path}: cannot read the EEG ({type(err).__name__}: {err})") from None
+    data = raw.get_data()
+    if data.size == 0:
+        raise EEGError(f"{path}: the recording holds no samples")
+    if not np.all(np.isfinite(data)):
+        bad = [raw.ch_names[i] for i in np.flatnonzero(~np.isfinite(data).all(axis=1))]
+        raise EEGError(f"{path}: NaN or infinite samples in channel(s) {', '.join(bad[:5])}")
+    return raw
+
+
+def _check_brainvision_files(vhdr: Path) -> None:
+    """The header's data file must exist; a marker file naming another one gets a warning."""
+    header = _ini_value(vhdr, "DataFile")
+    if header is None or not (vhdr.parent / header).is_file():
+        raise EEGError(f"{vhdr}: its data file {header!r} is missing")
+    marker_file = _ini_value(vhdr, "MarkerFile")
+    if marker_file and (vhdr.parent / marker_file).is_file():
+        named = _ini_value(vhdr.parent / marker_file, "DataFile")
+        if named and named != header:
+            LOGGER.warning(
+                "%s names data file %r but its header %s names %r: using the header's",
+                marker_file,
+                named,
+                vhdr.name,
+                header,
+            )
+
+
+def _ini_value(path: Path, key: str) -> str | None:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    match = re.search(rf"^{key}=(.*)$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def read_channel_types(path: Path) -> dict[str, str] | None:
+    """Channel name -> BIDS type from a ``_channels.tsv``, or None if it cannot be used.
+
+    Tolerates what is common in the wild: quoted names and columns separated by spaces
+    instead of tabs (with a warning); returns None (with a warning) when no ``name`` and
+    ``type`` columns can be found.
+    """
+    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        LOGGER.warning("%s is empty: channel types come from the recording", path)
+        return None
+    if "\t" in lines[0]:
+        rows = list(csv.reader(lines, delimiter="\t"))
+    else:
+        LOGGER.warning("%s is not tab-separated: reading it as space-separated", path)
+        rows = [line.split() for line in lines]
+    header = [h.strip().strip("\"'").lower() for h in rows[0]]
+    if "name" not in header or "type" not in header:
+        LOGGER.warning("%s has no name/type columns: channel types come from the recording", path)
+        return None
+    i_name, i_type = header.index("name"), header.index("type")
+    types = {}
+    for row in rows[1:]:
+        if len(row) > max(i_name, i_type):
+            types[row[i_name].strip().strip("\"'")] = row[i_type].strip().strip("\"'").upper()
+    return types
+
+
+def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=None) -> list[str]:
+    """The channels that may enter the model: EEG, never ECG/EOG/EMG/misc/trigger.
+
+    ``tsv_types`` (from ``_channels.tsv``) wins over the types in the file; channels that
+    the file types as EEG but whose name says otherwise (``ECG``, ``EOG``...) are left out.
+    """
+    chosen = []
+    for name, file_type in zip(ch_names, file_types, strict=True):
+        if tsv_types and name in tsv_types:
+            is_eeg = tsv_types[name] == "EEG"
+        else:
+            is_eeg = file_type == "eeg" and not NON_EEG_NAME.match(name)
+        if is_eeg:
+            chosen.append(name)
+    return chosen
+
+
+def model_channel_data(
+    raw, eeg_names: Sequence[str], model_channels: Sequence[str], *, min_fraction: float = 0.75
+) -> tuple[np.ndarray, list[str]]:
+    """EEG of the model's channels, in the model's order; missing ones interpolated.
+
+    Missing channels are rebuilt with spherical splines (MNE) from the present ones,
+    placed on the standard montage by name.
+
+    Returns
+    -------
+    data : ndarray, shape (len(model_channels), n_times), volts
+    interpolated : list of str
+        The model channels that were missing from the recording.
+
+    Raises
+    ------
+    EEGError
+        Fewer than ``min_fraction`` of the model channels present, or a missing channel
+        the montage cannot place.
+    """
+    import mne
+
+    present = [c for c in model_channels if c in eeg_names]
+    missing = [c for c in model_channels if c not in eeg_names]
+    if len(present) < min_fraction * len(model_channels):
+        raise EEGError(
+            f"only {len(present)} of the model's {len(model_channels)} channels are in the "
+            f"recording; missing: {', '.join(missing)}"
+        )
+    picked = raw.copy().pick(present)
+    if missing:
+        montage = mne.channels.make_standard_montage(MONTAGE)
+        unknown = [c for c in [*present, *missing] if c not in montage.ch_names]
+        if unknown:
+            raise EEGError(
+                f"cannot interpolate {', '.join(missing)}: no standard position for "
+                f"{', '.join(unknown)}"
+            )
+        zeros = mne.io.RawArray(
+            np.zeros((len(missing), picked.n_times)),
+            mne.create_info(missing, picked.info["sfreq"], "eeg"),
+            verbose="error",
+        )
+        picked.add_channels([zeros], force_update_info=True)
+        picked.set_montage(montage, verbose="error")
+        picked.info["bads"] = list(missing)
+        picked.interpolate_bads(reset_bads=True, origin="auto", verbose="error")
+    return picked.get_data(picks=list(model_channels)), missing
