@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bids_eeg2fmri.errors import UnknownAnalysisLevelError, UsageError
+from bids_eeg2fmri.signals.markers import DEFAULT_VOLUME_MARKER
 
 #: Queries a BIDS filter file may refine (as in fMRIPrep's ``--bids-filter-file``).
 FILTER_QUERIES = ("eeg", "bold")
@@ -52,11 +53,30 @@ class SelectionSection:
     #: ``{"eeg": {entity: value}, "bold": {...}}``; ``None`` values mean "entity absent",
     #: ``"*"`` means "any value" (fMRIPrep semantics).
     bids_filters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: read the EEG from this derivatives dataset (same entities) instead of BIDS_DIR
+    eeg_derivatives: Path | None = None
 
 
 @dataclass(frozen=True)
 class WorkflowSection:
+    """Settings that change results (all recorded, all settable in a config file)."""
+
     seed: int = 0
+    # volume markers
+    volume_marker: str = DEFAULT_VOLUME_MARKER
+    first_volume_onset: float | None = None
+    assume_eeg_starts_at_first_volume: bool = False
+    dummy_scans: int = 0
+    eeg_only_tr: float | None = None
+    # EEG
+    channels: tuple[str, ...] = ()
+    min_channel_fraction: float = 0.75
+    l_freq: float | None = None
+    h_freq: float | None = None
+    # features and model grid
+    n_windows: int = 10
+    max_freq: float = 62.5
+    model_grid: tuple[int, int, int] = (64, 64, 30)
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,73 @@ def parse_positive_int(value: Any) -> int:
     if isinstance(value, float | bool) or number < 1:
         raise ValueError(f"expected a positive integer, got {value!r}")
     return number
+
+
+def parse_non_negative_int(value: Any) -> int:
+    """An integer >= 0."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, float | bool) or number < 0:
+        raise ValueError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def parse_positive_float(value: Any) -> float:
+    """A number > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def parse_seconds(value: Any) -> float:
+    """A time in seconds >= 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number >= 0:
+        raise ValueError(f"expected seconds >= 0, got {value!r}")
+    return number
+
+
+def parse_fraction(value: Any) -> float:
+    """A number in (0, 1]."""
+    number = parse_positive_float(value)
+    if number > 1:
+        raise ValueError(f"expected a fraction in (0, 1], got {value!r}")
+    return number
+
+
+def parse_regex(value: Any) -> str:
+    """A valid regular expression."""
+    try:
+        re.compile(str(value))
+    except re.error as err:
+        raise ValueError(f"not a valid regular expression ({err}): {value!r}") from None
+    return str(value)
+
+
+def parse_grid(value: Any) -> tuple[int, int, int]:
+    """Three positive voxel counts."""
+    values = value.split() if isinstance(value, str) else list(value)
+    if len(values) != 3:
+        raise ValueError(f"expected three sizes (x y z), got {value!r}")
+    return tuple(parse_positive_int(v) for v in values)
+
+
+def parse_channels(value: Any) -> tuple[str, ...]:
+    """Channel names (space or comma separated, or a list); order is kept."""
+    items = value if isinstance(value, list | tuple) else [value]
+    names = [n for item in items for n in str(item).replace(",", " ").split()]
+    if len(set(names)) != len(names):
+        raise ValueError("channel names repeat")
+    return tuple(names)
 
 
 def parse_seed(value: Any) -> int:
@@ -368,8 +455,11 @@ def make_config(
             session_label=convert("session_label", lambda v: parse_labels(v, entity="ses"), ()),
             task_label=convert("task_label", lambda v: parse_labels(v, entity="task"), ()),
             bids_filters=filters,
+            eeg_derivatives=(
+                _absolute(opts["eeg_derivatives"]) if opts.get("eeg_derivatives") else None
+            ),
         ),
-        workflow=WorkflowSection(seed=convert("seed", parse_seed, 0)),
+        workflow=_workflow_section(convert, opts),
         execution=ExecutionSection(
             work_dir=_absolute(opts.get("work_dir") or Path.cwd() / "work"),
             bids_database_dir=(
@@ -384,6 +474,34 @@ def make_config(
         ),
         run_uuid=run_uuid,
     )
+
+
+def _workflow_section(convert, opts) -> WorkflowSection:
+    defaults = WorkflowSection()
+    section = WorkflowSection(
+        seed=convert("seed", parse_seed, defaults.seed),
+        volume_marker=convert("volume_marker", parse_regex, defaults.volume_marker),
+        first_volume_onset=convert("first_volume_onset", parse_seconds),
+        assume_eeg_starts_at_first_volume=bool(opts.get("assume_eeg_starts_at_first_volume")),
+        dummy_scans=convert("dummy_scans", parse_non_negative_int, 0),
+        eeg_only_tr=convert("eeg_only_tr", parse_positive_float),
+        channels=convert("channels", parse_channels, ()),
+        min_channel_fraction=convert(
+            "min_channel_fraction", parse_fraction, defaults.min_channel_fraction
+        ),
+        l_freq=convert("l_freq", parse_positive_float),
+        h_freq=convert("h_freq", parse_positive_float),
+        n_windows=convert("n_windows", parse_positive_int, defaults.n_windows),
+        max_freq=convert("max_freq", parse_positive_float, defaults.max_freq),
+        model_grid=convert("model_grid", parse_grid, defaults.model_grid),
+    )
+    if section.first_volume_onset is not None and section.assume_eeg_starts_at_first_volume:
+        raise UsageError(
+            "--first-volume-onset and --assume-eeg-starts-at-first-volume exclude each other"
+        )
+    if section.l_freq and section.h_freq and section.l_freq >= section.h_freq:
+        raise UsageError(f"l_freq ({section.l_freq}) must be below h_freq ({section.h_freq})")
+    return section
 
 
 def _absolute(path: str | os.PathLike) -> Path:

@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         "never inside BIDS_DIR)",
     )
     sel.add_argument(
+        "--eeg-derivatives",
+        dest="eeg_derivatives",
+        type=Path,
+        metavar="DIR",
+        help="read the EEG from this derivatives dataset (e.g. gradient and pulse artifact "
+        "corrected), matching the raw recordings' entities",
+    )
+    sel.add_argument(
         "--skip-bids-validation",
         "--skip_bids_validation",
         dest="skip_bids_validation",
@@ -110,6 +118,68 @@ def build_parser() -> argparse.ArgumentParser:
     wf = parser.add_argument_group("Workflow")
     wf.add_argument(
         "--seed", type=str, metavar="INT", help="random seed for every random step (default: 0)"
+    )
+    wf.add_argument(
+        "--volume-marker",
+        dest="volume_marker",
+        metavar="REGEX",
+        help="regular expression of the volume markers' descriptions (default: matches "
+        "Response/R128, R128, Scanner/Scan Start, V, Volume, TR)",
+    )
+    onset = wf.add_mutually_exclusive_group()
+    onset.add_argument(
+        "--first-volume-onset",
+        dest="first_volume_onset",
+        metavar="SECONDS",
+        help="for recordings without markers: the first stored volume starts this many "
+        "seconds after the first EEG sample; later volumes follow every TR",
+    )
+    onset.add_argument(
+        "--assume-eeg-starts-at-first-volume",
+        dest="assume_eeg_starts_at_first_volume",
+        action="store_true",
+        help="for recordings without markers: assume the EEG starts with the first stored "
+        "volume (the original eeg_to_fmri's assumption; often wrong by seconds)",
+    )
+    wf.add_argument(
+        "--dummy-scans",
+        dest="dummy_scans",
+        metavar="N",
+        help="drop the first N stored volumes (non-steady-state), with their markers",
+    )
+    wf.add_argument(
+        "--eeg-only-tr",
+        dest="eeg_only_tr",
+        metavar="SECONDS",
+        help="TR of EEG-only recordings without markers (with --first-volume-onset or "
+        "--assume-eeg-starts-at-first-volume)",
+    )
+    wf.add_argument(
+        "--channels",
+        dest="channels",
+        nargs="+",
+        metavar="NAME",
+        help="the model's EEG channels, in order (default: the EEG channels of the first "
+        "selected recording); missing ones are interpolated",
+    )
+    wf.add_argument(
+        "--n-windows",
+        dest="n_windows",
+        metavar="W",
+        help="TR-long EEG windows per model input (default: 10)",
+    )
+    wf.add_argument(
+        "--max-freq",
+        dest="max_freq",
+        metavar="HZ",
+        help="highest frequency of the spectra (default: 62.5: 134 bins at TR 2.16 s)",
+    )
+    wf.add_argument(
+        "--model-grid",
+        dest="model_grid",
+        nargs=3,
+        metavar=("NX", "NY", "NZ"),
+        help="the model's BOLD grid (default: 64 64 30)",
     )
     wf.add_argument(
         "--config-file",

@@ -233,10 +233,72 @@ def _participant(config) -> None:
         ", ".join(f.name for f in selection.eeg_files),
     )
     write_derivative_description(output, bids_dir, os.environ)
+    _preprocess(config, layout, selection)
+
+
+def _preprocess(config, layout, selection) -> None:
+    """Pair the runs and run the participant workflow; one failing run fails the level."""
+    from bids_eeg2fmri.bidsio.pairing import pair_runs
+    from bids_eeg2fmri.errors import DataError
+    from bids_eeg2fmri.signals.eeg import EEGError, recording_eeg_channels
+    from bids_eeg2fmri.workflows.participant import init_participant_wf
+    from bids_eeg2fmri.workflows.runner import run_workflow
+
+    pairs = pair_runs(
+        layout,
+        selection.eeg_files,
+        bold_filters=config.selection.bids_filters.get("bold"),
+        eeg_derivatives=config.selection.eeg_derivatives,
+    )
+    for pair in pairs:
+        LOGGER.info(
+            "Run %s: EEG %s%s",
+            pair.name,
+            pair.eeg.name,
+            f", BOLD {pair.bold.name}" if pair.bold else " (EEG only)",
+        )
+    channels = list(config.workflow.channels)
+    if not channels:
+        try:
+            channels = recording_eeg_channels(pairs[0].eeg, pairs[0].channels_tsv)
+        except EEGError as err:
+            raise DataError(str(err)) from None
+        LOGGER.info("Model channels (those of %s): %d", pairs[0].eeg.name, len(channels))
+    wf = init_participant_wf(
+        pairs=pairs,
+        bids_dir=config.run.bids_dir,
+        output_dir=config.run.output_dir,
+        run_uuid=config.run_uuid,
+        workflow=config.workflow,
+        channels=channels,
+    )
+    failures = run_workflow(
+        wf,
+        base_dir=config.execution.work_dir,
+        crash_root=config.run.output_dir,
+        nprocs=config.execution.nprocs,
+        mem_gb=config.execution.mem_gb,
+        stop_on_first_crash=config.execution.stop_on_first_crash,
+        log_handlers=[h for h in LOGGER.handlers if isinstance(h, logging.FileHandler)],
+        verbose=config.execution.verbose > 0,
+    )
+    if failures:
+        for failure in failures:
+            LOGGER.error(
+                "%s failed: %s (crash report: %s)",
+                failure.node,
+                failure.message,
+                failure.crash_file,
+            )
+        first = failures[0]
+        data_errors = {"MarkerError", "EEGError", "BoldError", "DataError"}
+        error = DataError if all(f.error in data_errors for f in failures) else Eeg2FmriError
+        raise error(
+            f"{len(failures)} step(s) failed; first: {first.message} (crash report: "
+            f"{first.crash_file})"
+        )
     LOGGER.info(
-        "Preprocessing, training and synthesis are not part of this version yet; "
-        "outputs so far: %s",
-        output,
+        "Participant level done: %d run(s); outputs in %s", len(pairs), config.run.output_dir
     )
 
 

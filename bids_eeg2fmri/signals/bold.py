@@ -6,11 +6,13 @@ import logging
 
 import numpy as np
 
+from bids_eeg2fmri.errors import DataError
+
 LOGGER = logging.getLogger(__name__)
 DEFAULT_GRID = (64, 64, 30)
 
 
-class BoldError(ValueError):
+class BoldError(DataError, ValueError):
     """The BOLD run cannot be used (the message names the problem)."""
 
 

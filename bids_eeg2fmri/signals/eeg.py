@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bids_eeg2fmri.errors import DataError
+
 LOGGER = logging.getLogger(__name__)
 
 #: Standard montage used to place channels for spherical-spline interpolation.
@@ -21,15 +23,18 @@ NON_EEG_NAME = re.compile(
 )
 
 
-class EEGError(ValueError):
+class EEGError(DataError, ValueError):
     """The EEG recording cannot be used (the message names the problem)."""
 
 
-def read_raw(path: Path):
-    """Read an EEG recording (BrainVision, EDF, BDF or EEGLAB) into memory with MNE.
+def read_raw(path: Path, *, preload: bool = True):
+    """Read an EEG recording (BrainVision, EDF, BDF or EEGLAB) with MNE.
 
     The recording's own annotations are kept (mne-bids would replace them with
     ``events.tsv``, losing markers that only the data file holds).
+
+    With ``preload`` (the default) the samples are read and checked to be finite;
+    without, only the header and annotations are.
 
     Raises
     ------
@@ -50,9 +55,11 @@ def read_raw(path: Path):
     if path.suffix == ".vhdr":
         _check_brainvision_files(path)
     try:
-        raw = readers[path.suffix](path, preload=True, verbose="error")
+        raw = readers[path.suffix](path, preload=preload, verbose="error")
     except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
         raise EEGError(f"{path}: cannot read the EEG ({type(err).__name__}: {err})") from None
+    if not preload:
+        return raw
     data = raw.get_data()
     if data.size == 0:
         raise EEGError(f"{path}: the recording holds no samples")
@@ -180,3 +187,10 @@ def model_channel_data(
         picked.info["bads"] = list(missing)
         picked.interpolate_bads(reset_bads=True, origin="auto", verbose="error")
     return picked.get_data(picks=list(model_channels)), missing
+
+
+def recording_eeg_channels(eeg_file: Path, channels_tsv: Path | None) -> list[str]:
+    """The EEG channels of a recording, in file order (types from channels.tsv first)."""
+    raw = read_raw(eeg_file, preload=False)
+    tsv = read_channel_types(channels_tsv) if channels_tsv else None
+    return eeg_channels(raw.ch_names, raw.get_channel_types(), tsv)

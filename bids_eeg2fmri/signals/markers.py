@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bids_eeg2fmri.errors import DataError
+
 #: Matches the usual volume triggers as MNE names them: BrainVision ``Response/R128``
 #: (or ``R128``, ``R 128``), ``Scanner/Scan Start``, and bare ``V``, ``Volume``, ``TR``.
 DEFAULT_VOLUME_MARKER = (
@@ -31,7 +33,7 @@ DEFAULT_VOLUME_MARKER = (
 FOUND, REPAIRED, GIVEN, ASSUMED = "found", "repaired", "given", "assumed"
 
 
-class MarkerError(ValueError):
+class MarkerError(DataError, ValueError):
     """The markers cannot be reconciled with the BOLD run (the message says why)."""
 
 
@@ -90,7 +92,7 @@ def default_tolerance(tr: float, sfreq: float) -> float:
 def volume_onsets(
     markers: np.ndarray,
     *,
-    n_volumes: int,
+    n_volumes: int | None,
     tr: float,
     sfreq: float,
     n_discarded: int = 0,
@@ -104,7 +106,8 @@ def volume_onsets(
         Onsets (s) of the markers matching the volume pattern, any order.
     n_volumes
         Volumes stored in the BOLD file (after the user's dummy scans are dropped, the
-        caller adds those to ``n_discarded``).
+        caller adds those to ``n_discarded``); ``None`` for EEG-only runs: every marker
+        then stands for a volume.
     tr
         Repetition time (s).
     sfreq
@@ -160,6 +163,8 @@ def volume_onsets(
         repairs.append(f"put back {n_repaired} missing marker(s) on the TR grid")
     onsets, how = np.asarray(filled), np.asarray(how)
 
+    if n_volumes is None:
+        return VolumeTiming(onsets, how, tuple(repairs))
     if onsets.size == n_volumes + n_discarded:
         if n_discarded:
             repairs.append(f"skipped the markers of {n_discarded} discarded volume(s)")

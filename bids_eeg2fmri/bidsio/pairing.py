@@ -1,0 +1,161 @@
+"""Pair each EEG recording with the BOLD run recorded with it."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bids_eeg2fmri.errors import DataError, UsageError
+
+LOGGER = logging.getLogger(__name__)
+#: Entities a simultaneous EEG and BOLD run share.
+PAIRING_ENTITIES = ("subject", "session", "task", "acquisition", "run")
+_SHORT = {"subject": "sub", "session": "ses", "task": "task", "acquisition": "acq", "run": "run"}
+
+
+@dataclass(frozen=True)
+class RunPair:
+    """One EEG recording, with its BOLD run when there is one, and what they say of time."""
+
+    entities: tuple[tuple[str, str], ...]  # (entity, label) in BIDS order, absent ones left out
+    eeg: Path
+    bold: Path | None = None
+    channels_tsv: Path | None = None
+    events_tsv: Path | None = None
+    tr: float | None = None  # from the BOLD sidecar
+    n_discarded: int = 0  # NumberOfVolumesDiscardedByScanner + ByUser
+
+    @property
+    def name(self) -> str:
+        """``sub-01_ses-1_task-rest_run-1``: the source entities of derivative names."""
+        return "_".join(f"{_SHORT[k]}-{v}" for k, v in self.entities)
+
+    @property
+    def subject(self) -> str:
+        return dict(self.entities)["subject"]
+
+    @property
+    def session(self) -> str | None:
+        return dict(self.entities).get("session")
+
+
+def _scans_acq_times(path: Path) -> dict[str, str]:
+    """filename (relative to the sub/ses folder) -> acq_time, from the scans.tsv beside it."""
+    folder = path.parent.parent
+    prefix = (
+        folder.name if folder.name.startswith("sub-") else f"{folder.parent.name}_{folder.name}"
+    )
+    scans = folder / f"{prefix}_scans.tsv"
+    if not scans.is_file():
+        return {}
+    with open(scans, newline="", encoding="utf-8") as handle:
+        rows = csv.DictReader(handle, delimiter="\t")
+        return {r.get("filename", ""): r.get("acq_time", "") for r in rows if r.get("acq_time")}
+
+
+def _acq_time(path: Path) -> str | None:
+    return _scans_acq_times(path).get(f"{path.parent.name}/{path.name}")
+
+
+def pair_runs(
+    layout,
+    eeg_files: Sequence[Path],
+    *,
+    bold_filters: Mapping[str, Any] | None = None,
+    eeg_derivatives: Path | None = None,
+) -> list[RunPair]:
+    """Pair EEG recordings with BOLD runs sharing subject, session, task, acquisition, run.
+
+    An identical ``acq_time`` in scans.tsv confirms a pair; a different one breaks it
+    (with a warning). EEG without BOLD is kept (EEG-only); selected BOLD runs without EEG
+    are logged and skipped. With ``eeg_derivatives``, the EEG is read from the derivative
+    dataset's file with the same entities (e.g. gradient-artifact-corrected EEG).
+    """
+    from bids.layout import Query
+
+    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, _to_query
+
+    bold_query = {k: _to_query(v) for k, v in dict(bold_filters or {}).items()}
+    pairs, used_bold = [], set()
+    for eeg in eeg_files:
+        found = layout.get_file(str(eeg))
+        entities = found.get_entities() if found else layout.parse_file_entities(str(eeg))
+        key = tuple((e, str(entities[e])) for e in PAIRING_ENTITIES if entities.get(e) is not None)
+        query = {e: entities.get(e, Query.NONE) for e in PAIRING_ENTITIES}
+        try:
+            bolds = layout.get(
+                return_type="filename",
+                **{**bold_query, **query},
+                datatype="func",
+                suffix="bold",
+                extension=[".nii", ".nii.gz"],
+            )
+        except ValueError as err:
+            raise UsageError(f"--bids-filter-file (bold): {err}") from None
+        bold = Path(bolds[0]) if len(bolds) == 1 else None
+        if len(bolds) > 1:
+            raise DataError(f"{eeg}: several BOLD runs match it: {', '.join(map(str, bolds))}")
+        if bold is not None:
+            eeg_time, bold_time = _acq_time(Path(eeg)), _acq_time(bold)
+            if eeg_time and bold_time and eeg_time != bold_time:
+                LOGGER.warning(
+                    "%s and %s share entities but not acq_time (%s vs %s): not simultaneous, "
+                    "EEG used alone",
+                    Path(eeg).name,
+                    bold.name,
+                    eeg_time,
+                    bold_time,
+                )
+                bold = None
+        meta = layout.get_metadata(str(bold)) if bold else {}
+        stem = Path(eeg).name.rsplit("_eeg", 1)[0]
+        channels = Path(eeg).parent / f"{stem}_channels.tsv"
+        events = Path(eeg).parent / f"{stem}_events.tsv"
+        source = (
+            _derivative_eeg(eeg_derivatives, Path(eeg), EEG_EXTENSIONS)
+            if eeg_derivatives
+            else Path(eeg)
+        )
+        if bold is not None:
+            used_bold.add(bold)
+        pairs.append(
+            RunPair(
+                entities=key,
+                eeg=source,
+                bold=bold,
+                channels_tsv=channels if channels.is_file() else None,
+                events_tsv=events if events.is_file() and source == Path(eeg) else None,
+                tr=float(meta["RepetitionTime"]) if "RepetitionTime" in meta else None,
+                n_discarded=int(meta.get("NumberOfVolumesDiscardedByScanner", 0))
+                + int(meta.get("NumberOfVolumesDiscardedByUser", 0)),
+            )
+        )
+    subjects = sorted({p.subject for p in pairs})
+    for bold in layout.get(
+        return_type="filename",
+        subject=subjects,
+        datatype="func",
+        suffix="bold",
+        extension=[".nii", ".nii.gz"],
+    ):
+        if Path(bold) not in used_bold:
+            LOGGER.info("%s has no simultaneous EEG: skipped", Path(bold).name)
+    return pairs
+
+
+def _derivative_eeg(root: Path, raw_eeg: Path, extensions: Sequence[str]) -> Path:
+    """The file in a derivatives dataset with the raw recording's entities."""
+    stem = raw_eeg.name.rsplit("_eeg", 1)[0]
+    subject_dir = next(p for p in raw_eeg.parents if p.name.startswith("sub-"))
+    folder = Path(root) / raw_eeg.parent.relative_to(subject_dir.parent)
+    candidates = sorted(p for p in folder.glob(f"{stem}*_eeg.*") if p.suffix in extensions)
+    if len(candidates) != 1:
+        raise DataError(
+            f"--eeg-derivatives: expected one EEG file like {folder / stem}*_eeg.* for "
+            f"{raw_eeg.name}, found {len(candidates)}"
+        )
+    return candidates[0]

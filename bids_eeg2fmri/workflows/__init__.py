@@ -1,0 +1,1 @@
+"""nipype orchestration: workflow factories, thin interfaces, and the runner."""
