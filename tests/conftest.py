@@ -38,3 +38,16 @@ def tree_digest(root: Path) -> dict[str, str]:
         else:
             digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest
+
+
+def run_cli(args, capsys) -> tuple[int, list[str]]:
+    """Run ``bids-eeg2fmri`` in-process; return the exit code and its error lines."""
+    from bids_eeg2fmri.cli.run import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, [line for line in err.splitlines() if line.startswith("bids-eeg2fmri: error:")]

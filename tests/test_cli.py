@@ -11,23 +11,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import tree_digest
+from conftest import run_cli, tree_digest
 
 from bids_eeg2fmri import __version__
 from bids_eeg2fmri.cli.run import main
 
 PROG = "bids-eeg2fmri"
-
-
-def run_cli(args, capsys) -> tuple[int, list[str]]:
-    """Run the CLI in-process; return the exit code and the error lines on stderr."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, [line for line in err.splitlines() if line.startswith(f"{PROG}: error:")]
 
 
 def assert_fails(args, capsys, bids_dir: Path, code: int, *fragments: str) -> str:

@@ -38,7 +38,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130, verbose)
     except Exception as err:  # noqa: BLE001 - the last line of defence, one line unless -v
         return _fail(f"unexpected {type(err).__name__}: {err}", 1, verbose)
+    finally:
+        _teardown_logging()
     return 0
+
+
+def _teardown_logging() -> None:
+    """Detach (and close) the handlers this run added, so that nothing outlives it."""
+    for name in ("bids_eeg2fmri", "nipype.workflow"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            if isinstance(handler, logging.FileHandler):
+                handler.close()
 
 
 def _fail(message: str, code: int, verbose: int) -> int:

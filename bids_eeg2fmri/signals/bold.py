@@ -86,12 +86,12 @@ def normalize(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
     mean, std : ndarray, float32, shape (x, y, z)
         Parameters to put model outputs back in the source units: ``z * std + mean``.
     """
-    mean = data.mean(axis=-1).astype(np.float32)
-    std = data.std(axis=-1).astype(np.float32)
+    mean = data.mean(axis=-1, dtype=np.float64)
+    std = data.std(axis=-1, dtype=np.float64)
     usable = mask & (std > 0)
     z = np.zeros(data.shape, np.float32)
     z[usable] = (data[usable] - mean[usable, None]) / std[usable, None]
-    return z, mean, np.where(usable, std, 0).astype(np.float32)
+    return z, mean.astype(np.float32), np.where(usable, std, 0).astype(np.float32)
 
 
 def denormalize(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -210,9 +210,10 @@ def simulate_run(
     rng = rng_for(config.seed, participant, session, run, 2)
     sfreq, tr = config.sfreq, config.tr
     n_markers = config.n_dummy + config.n_volumes
-    lead = float(rng.uniform(*config.lead_range))
+    lead = round(float(rng.uniform(*config.lead_range)) * sfreq) / sfreq  # on a sample
     tail = float(rng.uniform(*config.tail_range))
-    marker_onsets = lead + tr * np.arange(n_markers)
+    # scanners trigger on EEG samples: onsets are whole samples
+    marker_onsets = np.round((lead + tr * np.arange(n_markers)) * sfreq) / sfreq
     volume_onsets = marker_onsets[config.n_dummy :]
     # whole seconds, so that EDF/BDF (1-s data records) need no padding
     n_times = int(round(np.ceil(lead + n_markers * tr + tail) * sfreq))

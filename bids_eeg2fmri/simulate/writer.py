@@ -152,10 +152,11 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
     raw.set_montage("easycap-M1", on_missing="ignore")
     raw.set_meas_date(acq_time)
     raw.info["line_freq"] = config.line_freq
+    # A quarter sample later than the marker's sample: MNE's writers turn onsets into
+    # samples by truncation, and k * TR in floating point can fall just below the sample.
+    onsets = data.marker_onsets + 0.25 / config.sfreq
     raw.set_annotations(
-        mne.Annotations(
-            data.marker_onsets, 0.0, [config.marker] * len(data.marker_onsets), orig_time=acq_time
-        )
+        mne.Annotations(onsets, 0.0, [config.marker] * len(onsets), orig_time=acq_time)
     )
     bids_path = BIDSPath(
         subject=subject,

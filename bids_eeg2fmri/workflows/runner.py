@@ -43,14 +43,20 @@ def run_workflow(
     from nipype import config as nipype_config
 
     nipype_config.set("execution", "check_version", "false")
+    # nipype's records go to our handlers only: the run's log file, and the console with -v
+    # (nipype prints tracebacks); nipype's own console handler is removed
+    for name in ("nipype", "nipype.workflow"):
+        for handler in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(handler)
     nipype_logger = logging.getLogger("nipype.workflow")
     nipype_logger.setLevel(logging.INFO)
-    for handler in logging.getLogger("nipype").handlers + nipype_logger.handlers:
-        if type(handler) is logging.StreamHandler:  # nipype's console: our progress instead
-            handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    nipype_logger.propagate = False
     for handler in log_handlers:
-        if handler not in nipype_logger.handlers:
-            nipype_logger.addHandler(handler)
+        nipype_logger.addHandler(handler)
+    if verbose:  # otherwise failures reach the console as one line each, from the caller
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s | nipype  | %(message)s", "%H:%M:%S"))
+        nipype_logger.addHandler(console)
 
     wf.base_dir = str(base_dir)
     wf.config["execution"].update(
