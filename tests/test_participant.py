@@ -304,3 +304,34 @@ def test_bold_without_eeg_is_skipped_and_acq_time_must_agree(sim_copy, tmp_path,
         and "sub-02_task-rest_bold.nii.gz has no simultaneous EEG: skipped" in log
     )
     assert "(EEG only)" in log
+
+
+def test_eeg_from_a_derivatives_dataset(sim_dataset, tmp_path, capsys):
+    """--eeg-derivatives: the cleaned EEG with the same entities replaces the raw one."""
+    deriv = tmp_path / "cleaned"
+    for sub in ("01", "02"):
+        folder = deriv / f"sub-{sub}" / "eeg"
+        folder.mkdir(parents=True)
+        for ext in ("vhdr", "vmrk", "eeg"):
+            text = (sim_dataset / f"sub-{sub}/eeg/sub-{sub}_task-rest_eeg.{ext}").read_bytes()
+            if ext != "eeg":
+                text = text.replace(b"task-rest_eeg.", b"task-rest_desc-clean_eeg.")
+            (folder / f"sub-{sub}_task-rest_desc-clean_eeg.{ext}").write_bytes(text)
+    code, errors = participant(sim_dataset, tmp_path, capsys, "--eeg-derivatives", deriv)
+    assert code == 0, errors
+    sidecar = json.loads(
+        (tmp_path / "out/sub-01/eeg/sub-01_task-rest_desc-volumes_events.json").read_text()
+    )
+    assert sidecar["Sources"] == [
+        (deriv / "sub-01/eeg/sub-01_task-rest_desc-clean_eeg.vhdr").as_uri()
+    ]
+    clean = tmp_path / "plain"
+    assert participant(sim_dataset, clean, capsys)[0] == 0
+    assert (tmp_path / "out/sub-01/eeg/sub-01_task-rest_desc-volumes_events.tsv").read_text() == (
+        clean / "out/sub-01/eeg/sub-01_task-rest_desc-volumes_events.tsv"
+    ).read_text()
+    (deriv / "sub-02/eeg/sub-02_task-rest_desc-clean_eeg.vhdr").unlink()
+    code, errors = participant(
+        sim_dataset, tmp_path, capsys, "--eeg-derivatives", deriv, out="out2", work="work2"
+    )
+    assert code == 65 and "expected one EEG file like" in errors[0]

@@ -173,10 +173,11 @@ def test_model_grid_round_trip_keeps_smooth_images():
 
 def test_normalisation_round_trip():
     rng = np.random.default_rng(4)
-    data = 1000 + 10 * rng.standard_normal((6, 7, 5, 30))
+    data = (1000 + 10 * rng.standard_normal((6, 7, 5, 30))).astype(np.float32)
+    original = data.copy()
     mask = np.zeros((6, 7, 5), bool)
     mask[1:5, 1:6, 1:4] = True
     z, mean, std = bold_mod.normalize(data, mask)
     assert np.allclose(z[mask].mean(axis=-1), 0, atol=1e-5) and np.all(z[~mask] == 0)
     back = bold_mod.denormalize(z, mean, std)
-    assert np.allclose(back[mask], data[mask], atol=1e-3)
+    assert np.allclose(back[mask], original[mask], atol=1e-2)

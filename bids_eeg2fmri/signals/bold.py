@@ -50,9 +50,12 @@ def model_grid_affine(native_affine: np.ndarray, native_shape, model_shape) -> n
 
 
 def resample(data: np.ndarray, affine: np.ndarray, target_affine, target_shape) -> np.ndarray:
-    """Resample 3-D or 4-D ``data`` to a target grid (trilinear; identity is a copy)."""
+    """Resample 3-D or 4-D ``data`` to a target grid (trilinear); float32.
+
+    On the same grid, ``data`` itself is returned (converted to float32 if needed).
+    """
     if np.allclose(affine, target_affine) and data.shape[:3] == tuple(target_shape):
-        return np.array(data, dtype=np.float32)
+        return np.asarray(data, dtype=np.float32)
     import nibabel as nib
     from nilearn.image import resample_img
 
@@ -78,20 +81,31 @@ def brain_mask(mean: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def normalize(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Voxelwise temporal z-score inside the mask (0 outside).
+    """Voxelwise temporal z-score inside the mask (0 outside), in place.
+
+    ``data`` (float32, x, y, z, t) is overwritten slab by slab (statistics in float64), so
+    memory stays at one copy of the run.
 
     Returns
     -------
-    z : ndarray, float32, same shape as ``data`` (x, y, z, t)
+    z : ndarray, float32: ``data`` itself, now z-scored
     mean, std : ndarray, float32, shape (x, y, z)
         Parameters to put model outputs back in the source units: ``z * std + mean``.
     """
-    mean = data.mean(axis=-1, dtype=np.float64)
-    std = data.std(axis=-1, dtype=np.float64)
-    usable = mask & (std > 0)
-    z = np.zeros(data.shape, np.float32)
-    z[usable] = (data[usable] - mean[usable, None]) / std[usable, None]
-    return z, mean.astype(np.float32), np.where(usable, std, 0).astype(np.float32)
+    if data.dtype != np.float32:
+        raise TypeError(f"expected float32 data, got {data.dtype}")
+    mean = np.zeros(data.shape[:3], np.float32)
+    std = np.zeros(data.shape[:3], np.float32)
+    for i in range(data.shape[0]):
+        slab = data[i].astype(np.float64)
+        m, s = slab.mean(axis=-1), slab.std(axis=-1)
+        usable = mask[i] & (s > 0)
+        slab = np.where(
+            usable[..., None], (slab - m[..., None]) / np.where(usable, s, 1)[..., None], 0
+        )
+        data[i] = slab
+        mean[i], std[i] = m, np.where(usable, s, 0)
+    return data, mean, std
 
 
 def denormalize(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

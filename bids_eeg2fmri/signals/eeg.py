@@ -33,8 +33,8 @@ def read_raw(path: Path, *, preload: bool = True):
     The recording's own annotations are kept (mne-bids would replace them with
     ``events.tsv``, losing markers that only the data file holds).
 
-    With ``preload`` (the default) the samples are read and checked to be finite;
-    without, only the header and annotations are.
+    With ``preload`` (the default) the samples are read; without, only the header and
+    annotations are.
 
     Raises
     ------
@@ -58,14 +58,8 @@ def read_raw(path: Path, *, preload: bool = True):
         raw = readers[path.suffix](path, preload=preload, verbose="error")
     except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
         raise EEGError(f"{path}: cannot read the EEG ({type(err).__name__}: {err})") from None
-    if not preload:
-        return raw
-    data = raw.get_data()
-    if data.size == 0:
+    if raw.n_times == 0:
         raise EEGError(f"{path}: the recording holds no samples")
-    if not np.all(np.isfinite(data)):
-        bad = [raw.ch_names[i] for i in np.flatnonzero(~np.isfinite(data).all(axis=1))]
-        raise EEGError(f"{path}: NaN or infinite samples in channel(s) {', '.join(bad[:5])}")
     return raw
 
 
@@ -144,6 +138,7 @@ def model_channel_data(
 ) -> tuple[np.ndarray, list[str]]:
     """EEG of the model's channels, in the model's order; missing ones interpolated.
 
+    ``raw`` is reduced to the present model channels in place (no copy of the recording).
     Missing channels are rebuilt with spherical splines (MNE) from the present ones,
     placed on the standard montage by name.
 
@@ -168,7 +163,7 @@ def model_channel_data(
             f"only {len(present)} of the model's {len(model_channels)} channels are in the "
             f"recording; missing: {', '.join(missing)}"
         )
-    picked = raw.copy().pick(present)
+    picked = raw.pick(present)  # in place: a copy of the whole recording is not needed
     if missing:
         montage = mne.channels.make_standard_montage(MONTAGE)
         unknown = [c for c in [*present, *missing] if c not in montage.ch_names]
@@ -186,7 +181,11 @@ def model_channel_data(
         picked.set_montage(montage, verbose="error")
         picked.info["bads"] = list(missing)
         picked.interpolate_bads(reset_bads=True, origin="auto", verbose="error")
-    return picked.get_data(picks=list(model_channels)), missing
+    data = picked.get_data(picks=list(model_channels))
+    if not np.all(np.isfinite(data)):
+        bad = [c for c, row in zip(model_channels, data, strict=True) if not np.isfinite(row).all()]
+        raise EEGError(f"NaN or infinite samples in channel(s) {', '.join(bad[:5])}")
+    return data, missing
 
 
 def recording_eeg_channels(eeg_file: Path, channels_tsv: Path | None) -> list[str]:

@@ -173,6 +173,7 @@ class EEGFeatures(SimpleInterface):
             )
         except eeg_mod.EEGError as err:
             raise _named(err, inputs.eeg_file) from None
+        del raw  # the model channels are in ``data``
         if interpolated:
             LOGGER.warning(
                 "%s: interpolated missing channel(s) %s",
@@ -256,7 +257,8 @@ class PrepareBold(SimpleInterface):
         grid = tuple(inputs.model_grid)
         model_affine = bold_mod.model_grid_affine(img.affine, data.shape, grid)
         on_grid = bold_mod.resample(data, img.affine, model_affine, grid)
-        mean_img = on_grid.mean(axis=-1)
+        del data  # on the model grid now (the same array when the grids agree)
+        mean_img = on_grid.mean(axis=-1, dtype=np.float64)
         mask = bold_mod.brain_mask(mean_img, model_affine)
         z, mean, std = bold_mod.normalize(on_grid, mask)
         cwd = Path(runtime.cwd)
