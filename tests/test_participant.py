@@ -89,7 +89,7 @@ def test_features_and_bold_are_cached_for_the_next_steps(sim_dataset, tmp_path, 
     assert features.shape == (60 + 10 - 1, 16, 134) and features.dtype == np.float32
     assert len(info["channels"]) == 16 and "ECG" not in info["channels"]
     assert len(info["valid"]) == 60 and any(info["valid"])
-    bold = nib.load(run_dir / "prepare_bold" / "bold.nii.gz")
+    bold = nib.load(run_dir / "prepare_bold" / "bold.nii", mmap=True)
     assert bold.shape == (64, 64, 30, 60)
     mask = nib.load(run_dir / "prepare_bold" / "mask.nii.gz").get_fdata() > 0
     z = bold.get_fdata()
@@ -190,6 +190,12 @@ def _truncate_eeg(bids):
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
 
 
+def _garble_header(bids):
+    (bids / "sub-02/eeg/sub-02_task-rest_eeg.vhdr").write_text(
+        "DataFile=sub-02_task-rest_eeg.eeg\n"
+    )
+
+
 def _delete_eeg_data(bids):
     (bids / "sub-02/eeg/sub-02_task-rest_eeg.eeg").unlink()
 
@@ -219,6 +225,7 @@ def _nan_eeg(bids):
     ("breaker", "fragment"),
     [
         (_truncate_eeg, "shorter than the BOLD run"),
+        (_garble_header, "cannot read the EEG"),
         (_delete_eeg_data, "its data file 'sub-02_task-rest_eeg.eeg' is missing"),
         (_bold_3d, "BOLD must be 4-D"),
         (_nan_bold, "BOLD holds NaN"),
@@ -229,6 +236,7 @@ def _nan_eeg(bids):
     ],
     ids=[
         "truncated-eeg",
+        "unreadable-eeg",
         "missing-data-file",
         "bold-3d",
         "nan-bold",
@@ -335,3 +343,37 @@ def test_eeg_from_a_derivatives_dataset(sim_dataset, tmp_path, capsys):
         sim_dataset, tmp_path, capsys, "--eeg-derivatives", deriv, out="out2", work="work2"
     )
     assert code == 65 and "expected one EEG file like" in errors[0]
+
+
+def test_stop_on_first_crash(sim_copy, tmp_path, capsys):
+    _bold_3d(sim_copy)  # sub-02 fails...
+    (sim_copy / "sub-01/eeg/sub-01_task-rest_eeg.eeg").unlink()  # ...and sub-01 too
+    code, errors = participant(sim_copy, tmp_path, capsys, "--stop-on-first-crash")
+    assert code == 65
+    crashes = list((tmp_path / "out").glob("sub-*/log/*/crash-*.txt"))
+    assert len(crashes) == 1  # the run stopped at the first
+    code, errors = participant(sim_copy, tmp_path, capsys, out="all", work="work2")
+    assert code == 65 and "error: 2 step(s) failed" in errors[0]
+
+
+def test_a_bold_filter_that_excludes_every_bold_leaves_eeg_only_runs(sim_dataset, tmp_path, capsys):
+    filters = tmp_path / "f.json"
+    filters.write_text(json.dumps({"bold": {"task": "other"}}))
+    code, errors = participant(sim_dataset, tmp_path, capsys, "--bids-filter-file", filters)
+    assert code == 0, errors
+    log = next((tmp_path / "out/logs").glob("*.log")).read_text()
+    assert log.count("(EEG only)") == 2
+    events = read_events(tmp_path / "out/sub-01/eeg/sub-01_task-rest_desc-volumes_events.tsv")
+    assert len(events) == 60  # every marker is a volume
+
+
+def test_missing_model_channels_are_interpolated_and_reported(sim_dataset, tmp_path, capsys):
+    channels = ["Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "Oz", "Cz"]
+    code, errors = participant(sim_dataset, tmp_path, capsys, "--channels", *channels)
+    assert code == 0, errors  # the simulated 16-channel cap has neither Oz nor Cz
+    run_dir = next((tmp_path / "work").glob("bids_eeg2fmri_*_wf/sub_01_task_rest"))
+    info = json.loads((run_dir / "eeg_features" / "features.json").read_text())
+    assert info["channels"] == channels and info["interpolated"] == ["Oz", "Cz"]
+    assert np.load(run_dir / "eeg_features" / "features.npy").shape[1] == 12
+    log = next((tmp_path / "out/logs").glob("*.log")).read_text()
+    assert "interpolated missing channel(s) Oz, Cz" in log

@@ -79,23 +79,26 @@ def pair_runs(
 
     from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, _to_query
 
-    bold_query = {k: _to_query(v) for k, v in dict(bold_filters or {}).items()}
+    bold_kinds = {"datatype": "func", "suffix": "bold", "extension": [".nii", ".nii.gz"]}
+    try:  # the BOLD runs the filter file allows (it may name pairing entities too)
+        allowed = set(
+            layout.get(
+                return_type="filename",
+                **{k: _to_query(v) for k, v in dict(bold_filters or {}).items()},
+                **bold_kinds,
+            )
+        )
+    except ValueError as err:
+        raise UsageError(f"--bids-filter-file (bold): {err}") from None
     pairs, used_bold = [], set()
     for eeg in eeg_files:
         found = layout.get_file(str(eeg))
         entities = found.get_entities() if found else layout.parse_file_entities(str(eeg))
         key = tuple((e, str(entities[e])) for e in PAIRING_ENTITIES if entities.get(e) is not None)
         query = {e: entities.get(e, Query.NONE) for e in PAIRING_ENTITIES}
-        try:
-            bolds = layout.get(
-                return_type="filename",
-                **{**bold_query, **query},
-                datatype="func",
-                suffix="bold",
-                extension=[".nii", ".nii.gz"],
-            )
-        except ValueError as err:
-            raise UsageError(f"--bids-filter-file (bold): {err}") from None
+        bolds = [
+            b for b in layout.get(return_type="filename", **query, **bold_kinds) if b in allowed
+        ]
         bold = Path(bolds[0]) if len(bolds) == 1 else None
         if len(bolds) > 1:
             raise DataError(f"{eeg}: several BOLD runs match it: {', '.join(map(str, bolds))}")

@@ -270,12 +270,16 @@ def _preprocess(config, layout, selection) -> None:
             f", BOLD {pair.bold.name}" if pair.bold else " (EEG only)",
         )
     channels = list(config.workflow.channels)
-    if not channels:
+    for pair in [] if channels else pairs:  # default: the first readable recording's
         try:
-            channels = recording_eeg_channels(pairs[0].eeg, pairs[0].channels_tsv)
+            channels = recording_eeg_channels(pair.eeg, pair.channels_tsv)
         except EEGError as err:
-            raise DataError(str(err)) from None
-        LOGGER.info("Model channels (those of %s): %d", pairs[0].eeg.name, len(channels))
+            LOGGER.warning("%s", err)
+            continue
+        LOGGER.info("Model channels: the %d EEG channels of %s", len(channels), pair.eeg.name)
+        break
+    if not channels:
+        raise DataError("no selected EEG recording can be read (see the warnings above)")
     wf = init_participant_wf(
         pairs=pairs,
         bids_dir=config.run.bids_dir,

@@ -220,7 +220,7 @@ class _PrepareBoldInputSpec(BaseInterfaceInputSpec):
 
 
 class _PrepareBoldOutputSpec(TraitedSpec):
-    bold = File(exists=True, desc="z-scored BOLD on the model grid (float32 NIfTI)")
+    bold = File(exists=True, desc="z-scored BOLD on the model grid (float32 NIfTI, uncompressed)")
     mask = File(exists=True, desc="brain mask on the model grid")
     mean = File(exists=True, desc="voxel means on the model grid (source units)")
     std = File(exists=True, desc="voxel standard deviations on the model grid")
@@ -262,13 +262,14 @@ class PrepareBold(SimpleInterface):
         mask = bold_mod.brain_mask(mean_img, model_affine)
         z, mean, std = bold_mod.normalize(on_grid, mask)
         cwd = Path(runtime.cwd)
+        # the BOLD uncompressed, so that later steps can memory-map it
         for key, array in (
             ("bold", z),
             ("mask", mask.astype(np.uint8)),
             ("mean", mean),
             ("std", std),
         ):
-            path = cwd / f"{key}.nii.gz"
+            path = cwd / (f"{key}.nii" if key == "bold" else f"{key}.nii.gz")
             nib.Nifti1Image(array, model_affine).to_filename(path)
             self._results[key] = str(path)
         info = {
