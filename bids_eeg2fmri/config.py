@@ -116,48 +116,35 @@ OPTION_SECTION: dict[str, str] = {
 # Value parsers: used both as argparse ``type=`` and for values read from a TOML file.
 # Each raises ValueError with a message that says what was received and what is expected.
 # --------------------------------------------------------------------------------------
-def parse_positive_int(value: Any) -> int:
-    """An integer >= 1."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a positive integer, got {value!r}") from None
-    if isinstance(value, float | bool) or number < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return number
+def number_parser(cast: type, *, expected: str, above=None, at_least=None):
+    """A parser of numbers: ``cast(value)``, > ``above`` or >= ``at_least``.
+
+    Booleans are refused, and so are floats where an integer is expected (``2.5`` nprocs).
+    """
+
+    def parse(value: Any):
+        try:
+            number = cast(value)
+        except (TypeError, ValueError):
+            number = None
+        if (
+            number is None
+            or isinstance(value, bool)
+            or (cast is int and isinstance(value, float))
+            or (above is not None and not number > above)
+            or (at_least is not None and not number >= at_least)
+        ):
+            raise ValueError(f"expected {expected}, got {value!r}")
+        return number
+
+    parse.__doc__ = f"Parse {expected}."
+    return parse
 
 
-def parse_non_negative_int(value: Any) -> int:
-    """An integer >= 0."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if isinstance(value, float | bool) or number < 0:
-        raise ValueError(f"expected an integer >= 0, got {value!r}")
-    return number
-
-
-def parse_positive_float(value: Any) -> float:
-    """A number > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or not number > 0:
-        raise ValueError(f"expected a positive number, got {value!r}")
-    return number
-
-
-def parse_seconds(value: Any) -> float:
-    """A time in seconds >= 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or not number >= 0:
-        raise ValueError(f"expected seconds >= 0, got {value!r}")
-    return number
+parse_positive_int = number_parser(int, expected="a positive integer", at_least=1)
+parse_non_negative_int = number_parser(int, expected="an integer >= 0", at_least=0)
+parse_positive_float = number_parser(float, expected="a positive number", above=0)
+parse_seconds = number_parser(float, expected="seconds >= 0", at_least=0)
 
 
 def parse_fraction(value: Any) -> float:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bids_eeg2fmri import __version__
+from bids_eeg2fmri.config import parse_non_negative_int, parse_positive_float, parse_positive_int
 from bids_eeg2fmri.errors import CannotCreateError, UsageError
 
 PROG = "bids-eeg2fmri-simulate"
@@ -22,29 +23,21 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(UsageError.exit_code)
 
 
-def _number(cast, *, above: float | None = None, at_least: float | None = None):
-    """An argparse type: ``cast(value)`` that must be > ``above`` or >= ``at_least``."""
-    bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
+def _argparse_type(parse):
+    """An argparse ``type=`` from a config parser (its message, not argparse's)."""
 
-    def parse(value: str):
+    def convert(value: str):
         try:
-            number = cast(value)
-        except ValueError:
-            number = None
-        if (
-            number is None
-            or (above is not None and not number > above)
-            or (at_least is not None and not number >= at_least)
-        ):
-            raise argparse.ArgumentTypeError(f"expected {cast.__name__} {bound}, got {value!r}")
-        return number
+            return parse(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
-    return parse
+    return convert
 
 
-_positive_int = _number(int, at_least=1)
-_non_negative_int = _number(int, at_least=0)
-_positive_float = _number(float, above=0)
+_positive_int = _argparse_type(parse_positive_int)
+_non_negative_int = _argparse_type(parse_non_negative_int)
+_positive_float = _argparse_type(parse_positive_float)
 
 
 def build_parser() -> argparse.ArgumentParser:
