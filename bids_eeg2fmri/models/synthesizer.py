@@ -1,0 +1,203 @@
+"""The EEG-to-fMRI synthesizer: architecture settings, presets, and the Keras models.
+
+Data path (Calhas & Henriques 2022): EEG input (channels, frequencies, windows, 1) ->
+[topographical attention] -> residual 3-D convolutions -> latent ``z_x`` -> [Fourier
+features] -> [style from the attention graph, or a learned style prior] -> decoder ->
+BOLD volume. In training, an fMRI encoder maps the observed volume to ``z_y`` and the loss
+adds the cosine distance of ``z_x`` and ``z_y`` to the reconstruction error:
+
+    L = mean_voxels |y - y_hat| + (1 - <z_x, z_y> / (|z_x| |z_y|))      (per sample)
+
+(or, for the ``variational`` preset, the Laplace negative log-likelihood
+``mean_voxels (|y - mu| / b + log(2 b))`` in place of the absolute error).
+Every shape comes from the data (``eeg_shape``, ``grid``) and these settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+Block = tuple[tuple[int, int, int], tuple[int, int, int]]  # (kernel, strides)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Settings of the network (recorded in the model card)."""
+
+    latent_shape: tuple[int, int, int] = (7, 7, 7)
+    filters: int = 4
+    eeg_blocks: tuple[Block, ...] = (((7, 37, 2), (3, 5, 1)), ((7, 7, 2), (2, 2, 1)))
+    fmri_blocks: tuple[Block, ...] = (
+        ((14, 6, 12), (2, 1, 1)),
+        ((6, 4, 6), (1, 1, 1)),
+        ((12, 47, 5), (1, 1, 1)),
+    )
+    eeg_pool: Block | None = ((2, 2, 1), (1, 1, 1))  # (size, strides) of the max pooling
+    fmri_pool: Block | None = ((2, 2, 2), (1, 1, 1))
+    projection: bool = True  # the original's two-branch block; False: identity skips
+    topographical_attention: bool = True
+    fourier: str | None = "random"  # "random", "deterministic" or None
+    style: str | None = "conditional"  # "conditional" (on the attention graph), "prior", None
+    decoder: str = "dense"  # "dense" (one Dense to every voxel) or "dct" (low frequencies)
+    dct_coefficients: tuple[int, int, int] = (16, 16, 8)
+    variational: bool = False
+    fmri_dropout: float = 0.5
+    weight_decay: float = 0.0
+
+    def check(self) -> None:
+        if self.style == "conditional" and not self.topographical_attention:
+            raise ValueError("a conditional style needs the topographical attention")
+        if self.fourier not in ("random", "deterministic", None):
+            raise ValueError(f"fourier must be 'random', 'deterministic' or None: {self.fourier!r}")
+        if self.style not in ("conditional", "prior", None):
+            raise ValueError(f"style must be 'conditional', 'prior' or None: {self.style!r}")
+        if self.decoder not in ("dense", "dct"):
+            raise ValueError(f"decoder must be 'dense' or 'dct': {self.decoder!r}")
+
+
+_TAFP = Architecture()
+PRESETS: dict[str, Architecture] = {
+    # the original's best model, "(iv)": attention + random Fourier features + style
+    "noddi-tafp": _TAFP,
+    # the paper's variants
+    "plain": dataclasses.replace(_TAFP, topographical_attention=False, fourier=None, style=None),
+    "attention": dataclasses.replace(_TAFP, fourier=None),
+    "fourier": dataclasses.replace(_TAFP, topographical_attention=False, style=None),
+    "style-prior": dataclasses.replace(_TAFP, style="prior"),
+    # per-voxel mean and scale (Laplace), variational latent projection
+    "variational": dataclasses.replace(_TAFP, variational=True),
+    # small kernels that fit small inputs, a low-frequency (DCT) decoder: demo and CPU use
+    "compact": dataclasses.replace(
+        _TAFP,
+        latent_shape=(4, 4, 4),
+        eeg_blocks=(((3, 5, 2), (1, 2, 1)), ((3, 3, 1), (2, 2, 1))),
+        fmri_blocks=(((3, 3, 3), (2, 2, 2)),),
+        eeg_pool=((2, 2, 1), (2, 2, 1)),
+        fmri_pool=((2, 2, 2), (2, 2, 2)),
+        decoder="dct",
+        dct_coefficients=(12, 12, 8),
+        fmri_dropout=0.2,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BuiltModels:
+    """The training model (EEG + BOLD -> [volume, latent distance]) and the synthesis model
+    (EEG -> volume, sharing its layers), plus the attention-graph model when there is one."""
+
+    training: object
+    synthesis: object
+    attention: object | None = None
+    output_names: tuple[str, ...] = field(default=("synth", "latent"))
+
+
+def build_models(
+    arch: Architecture,
+    *,
+    eeg_shape: tuple[int, int, int],
+    grid: tuple[int, int, int],
+    compat_loss: bool = False,
+    seed: int = 0,
+) -> BuiltModels:
+    """Build the Keras models for EEG inputs of ``eeg_shape`` (channels, freqs, windows)
+    and BOLD volumes on ``grid``."""
+    import keras
+    from keras import layers
+
+    from bids_eeg2fmri.models import layers as L
+
+    arch.check()
+    channels, freqs, windows = (int(n) for n in eeg_shape)
+    grid = tuple(int(n) for n in grid)
+    units = int(arch.latent_shape[0] * arch.latent_shape[1] * arch.latent_shape[2])
+
+    eeg = keras.Input((channels, freqs, windows, 1), name="eeg")
+    x = layers.Reshape((channels, freqs * windows), name="eeg_flat")(eeg)
+    graph = None
+    if arch.topographical_attention:
+        x, graph = L.TopographicalAttention(name="topographical_attention")(x)
+    x = layers.Reshape((channels, freqs, windows, 1), name="eeg_maps")(x)
+    for i, (kernel, strides) in enumerate(arch.eeg_blocks):
+        x = L.ResBlock3D(
+            arch.filters,
+            kernel,
+            strides,
+            *(arch.eeg_pool or (None, (1, 1, 1))),
+            projection=arch.projection,
+            weight_decay=arch.weight_decay,
+            name=f"eeg_block{i + 1}",
+        )(x)
+    x = layers.Flatten(name="eeg_features")(x)
+    if arch.variational:
+        z_x = L.DenseVariational(units, seed=seed, name="eeg_latent")(x)
+    else:
+        z_x = layers.Dense(units, name="eeg_latent")(x)
+    z_x = layers.Reshape(arch.latent_shape, name="z_eeg")(z_x)
+
+    h = layers.Flatten(name="z_eeg_flat")(z_x)
+    if arch.fourier == "random":
+        h = L.RandomFourierFeatures(units, seed=seed, name="fourier_features")(h)
+    elif arch.fourier == "deterministic":
+        h = L.FourierFeatures(units, name="fourier_features")(h)
+    if arch.style == "conditional":
+        style = layers.Dense(units, use_bias=False, name="attention_style")(
+            layers.Flatten(name="attention_graph")(graph)
+        )
+        h = layers.Multiply(name="styled")([h, style])
+    elif arch.style == "prior":
+        h = L.StylePrior(name="style_prior")(h)
+    volume = _decode(arch, h, grid, "decoder")
+    y_hat = layers.Conv3D(1, 1, name="synth_volume")(volume)
+    if arch.variational:
+        scale = _decode(arch, h, grid, "scale_decoder", force_dct=True)
+        scale = layers.Activation("softplus", name="scale_positive")(scale)
+        y_hat = layers.Concatenate(name="synth")([y_hat, scale])
+    else:
+        y_hat = layers.Identity(name="synth")(y_hat)
+
+    bold = keras.Input((*grid, 1), name="bold")
+    y = bold
+    for i, (kernel, strides) in enumerate(arch.fmri_blocks):
+        y = L.ResBlock3D(
+            arch.filters,
+            kernel,
+            strides,
+            *(arch.fmri_pool or (None, (1, 1, 1))),
+            projection=arch.projection,
+            weight_decay=arch.weight_decay,
+            name=f"fmri_block{i + 1}",
+        )(y)
+    y = layers.Flatten(name="fmri_features")(y)
+    y = layers.Dense(units, name="fmri_latent")(y)
+    if arch.fmri_dropout:
+        y = layers.Dropout(arch.fmri_dropout, seed=seed, name="fmri_dropout")(y)
+    z_y = layers.Reshape(arch.latent_shape, name="z_fmri")(y)
+    distance = L.LatentCosineDistance(compat=compat_loss, name="latent")([z_x, z_y])
+
+    training = keras.Model([eeg, bold], [y_hat, distance], name="eeg_to_fmri_training")
+    synthesis = keras.Model(eeg, y_hat, name="eeg_to_fmri")
+    attention = keras.Model(eeg, graph, name="attention_graph") if graph is not None else None
+    return BuiltModels(training, synthesis, attention)
+
+
+def _decode(arch: Architecture, h, grid, name: str, force_dct: bool = False):
+    from keras import layers
+
+    from bids_eeg2fmri.models import layers as L
+
+    if arch.decoder == "dense" and not force_dct:
+        v = layers.Dense(grid[0] * grid[1] * grid[2], name=f"{name}_dense")(h)
+        return layers.Reshape((*grid, 1), name=f"{name}_volume")(v)
+    coeffs = tuple(min(c, n) for c, n in zip(arch.dct_coefficients, grid, strict=True))
+    c = layers.Dense(coeffs[0] * coeffs[1] * coeffs[2], name=f"{name}_dct_coefficients")(h)
+    c = layers.Reshape((*coeffs, 1), name=f"{name}_coefficient_block")(c)
+    return L.InverseDCT3D(grid, name=f"{name}_idct")(c)
+
+
+def count_trainable(model) -> int:
+    """Trainable parameters of a Keras model."""
+    import numpy as np
+
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
