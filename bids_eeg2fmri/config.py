@@ -32,6 +32,16 @@ from bids_eeg2fmri.signals.markers import DEFAULT_VOLUME_MARKER
 #: Queries a BIDS filter file may refine (as in fMRIPrep's ``--bids-filter-file``).
 FILTER_QUERIES = ("eeg", "bold")
 ANALYSIS_LEVELS = ("participant", "group")
+#: Model presets (bids_eeg2fmri.models.synthesizer.PRESETS; listed here to stay TF-free).
+PRESET_NAMES = (
+    "noddi-tafp",
+    "plain",
+    "attention",
+    "fourier",
+    "style-prior",
+    "variational",
+    "compact",
+)
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT])i?B?\s*$", re.IGNORECASE)
@@ -77,6 +87,17 @@ class WorkflowSection:
     n_windows: int = 10
     max_freq: float = 62.5
     model_grid: tuple[int, int, int] = (64, 64, 30)
+    # the model: train one, or apply one
+    train: bool = False
+    model: Path | None = None
+    preset: str = "compact"
+    model_name: str | None = None  # default: the preset's name
+    holdout_label: tuple[str, ...] = ()
+    epochs: int = 10
+    batch_size: int = 4
+    learning_rate: float = 0.002980911194116198  # the original's
+    patience: int = 3
+    compat_loss: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,8 @@ class ExecutionSection:
     skip_bids_validation: bool = False
     stop_on_first_crash: bool = False
     verbose: int = 0
+    #: op determinism (byte-identical runs); None resolves to True without a GPU
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +202,13 @@ def parse_channels(value: Any) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError("channel names repeat")
     return tuple(names)
+
+
+def parse_model_name(value: Any) -> str:
+    """A file-name-safe model name."""
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", str(value)):
+        raise ValueError(f"expected letters, digits, '.', '_' or '-', got {value!r}")
+    return str(value)
 
 
 def parse_seed(value: Any) -> int:
@@ -458,6 +488,7 @@ def make_config(
             skip_bids_validation=bool(opts.get("skip_bids_validation", False)),
             stop_on_first_crash=bool(opts.get("stop_on_first_crash", False)),
             verbose=int(opts.get("verbose", 0)),
+            deterministic=bool(opts.get("deterministic", True)),
         ),
         run_uuid=run_uuid,
     )
@@ -481,7 +512,25 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         n_windows=convert("n_windows", parse_positive_int, defaults.n_windows),
         max_freq=convert("max_freq", parse_positive_float, defaults.max_freq),
         model_grid=convert("model_grid", parse_grid, defaults.model_grid),
+        train=bool(opts.get("train", False)),
+        model=_absolute(opts["model"]) if opts.get("model") else None,
+        preset=str(opts.get("preset") or defaults.preset),
+        model_name=convert("model_name", parse_model_name, None)
+        or str(opts.get("preset") or defaults.preset),
+        holdout_label=convert("holdout_label", lambda v: parse_labels(v, entity="sub"), ()),
+        epochs=convert("epochs", parse_positive_int, defaults.epochs),
+        batch_size=convert("batch_size", parse_positive_int, defaults.batch_size),
+        learning_rate=convert("learning_rate", parse_positive_float, defaults.learning_rate),
+        patience=convert("patience", parse_positive_int, defaults.patience),
+        compat_loss=bool(opts.get("compat_loss", False)),
     )
+    if section.preset not in PRESET_NAMES:
+        raise UsageError(
+            f"--preset: unknown preset {section.preset!r}"
+            + _did_you_mean(section.preset, PRESET_NAMES)
+        )
+    if section.train and section.model is not None:
+        raise UsageError("--train and --model exclude each other: train a model or apply one")
     if section.first_volume_onset is not None and section.assume_eeg_starts_at_first_volume:
         raise UsageError(
             "--first-volume-onset and --assume-eeg-starts-at-first-volume exclude each other"

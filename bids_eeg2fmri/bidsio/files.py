@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
+def write_atomic(path: Path, writer: Callable[[Path], None], *, suffix: str = ".tmp") -> Path:
     """Call ``writer(tmp_path)`` on a temporary file next to ``path``, then rename it.
 
     The temporary file lives in the same folder (same file system), so the final
@@ -18,7 +18,7 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     tmp = Path(tmp_name)
     try:

@@ -181,6 +181,64 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("NX", "NY", "NZ"),
         help="the model's BOLD grid (default: 64 64 30)",
     )
+    model = parser.add_argument_group("The model")
+    use = model.add_mutually_exclusive_group()
+    use.add_argument(
+        "--train",
+        dest="train",
+        action="store_true",
+        help="train a model on the selected participants (held-out participants "
+        "excluded), save it in OUTPUT_DIR/models/, then synthesize every run",
+    )
+    use.add_argument(
+        "--model",
+        dest="model",
+        type=Path,
+        metavar="FILE",
+        help="synthesize with this .keras model (its .json card beside it)",
+    )
+    model.add_argument(
+        "--preset",
+        dest="preset",
+        metavar="NAME",
+        help="architecture: compact (default; CPU and demo), noddi-tafp (the "
+        "original's best), plain, attention, fourier, style-prior, variational",
+    )
+    model.add_argument(
+        "--model-name",
+        dest="model_name",
+        metavar="NAME",
+        help="file name of the trained model (default: the preset's)",
+    )
+    model.add_argument(
+        "--holdout-label",
+        dest="holdout_label",
+        nargs="+",
+        metavar="LABEL",
+        help="participants kept out of training to evaluate it (default: the "
+        "last 20%% in sorted order with 3 or more participants; with one, the "
+        "last 20%% of each run)",
+    )
+    model.add_argument("--epochs", dest="epochs", metavar="N", help="default: 10")
+    model.add_argument("--batch-size", dest="batch_size", metavar="N", help="default: 4")
+    model.add_argument(
+        "--learning-rate",
+        dest="learning_rate",
+        metavar="LR",
+        help="Adam's learning rate (default: the original's 0.00298)",
+    )
+    model.add_argument(
+        "--patience",
+        dest="patience",
+        metavar="N",
+        help="epochs without validation improvement before stopping (default: 3)",
+    )
+    model.add_argument(
+        "--compat-loss",
+        dest="compat_loss",
+        action="store_true",
+        help="the original's batch-cross latent cosine term (for comparisons)",
+    )
     wf.add_argument(
         "--config-file",
         dest="config_file",
@@ -225,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="stop_on_first_crash",
         action="store_true",
         help="stop at the first failing step instead of finishing the others",
+    )
+    ex.add_argument(
+        "--deterministic",
+        dest="deterministic",
+        action=argparse.BooleanOptionalAction,
+        help="deterministic TensorFlow ops: byte-identical outputs for the same inputs and "
+        "seed (default: on)",
     )
     ex.add_argument(
         "-v",

@@ -7,6 +7,7 @@ BIDS_DIR except under OUTPUT_DIR when the user put OUTPUT_DIR in BIDS_DIR/deriva
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -269,7 +270,17 @@ def _preprocess(config, layout, selection) -> None:
             pair.eeg.name,
             f", BOLD {pair.bold.name}" if pair.bold else " (EEG only)",
         )
-    channels = list(config.workflow.channels)
+    settings, card = config.workflow, None
+    if settings.model is not None:  # the model decides channels, windows, frequencies, grid
+        card = _read_card(settings.model)
+        settings = dataclasses.replace(
+            settings,
+            channels=tuple(card["channels"]),
+            n_windows=int(card["n_windows"]),
+            max_freq=float(card["max_freq"]),
+            model_grid=tuple(card["grid"]),
+        )
+    channels = list(settings.channels)
     for pair in [] if channels else pairs:  # default: the first readable recording's
         try:
             channels = recording_eeg_channels(pair.eeg, pair.channels_tsv)
@@ -285,7 +296,7 @@ def _preprocess(config, layout, selection) -> None:
         bids_dir=config.run.bids_dir,
         output_dir=config.run.output_dir,
         run_uuid=config.run_uuid,
-        workflow=config.workflow,
+        workflow=settings,
         channels=channels,
     )
     failures = run_workflow(
@@ -313,9 +324,51 @@ def _preprocess(config, layout, selection) -> None:
             f"{len(failures)} step(s) failed; first: {first.message} (crash report: "
             f"{first.crash_file})"
         )
+    if settings.train or settings.model is not None:
+        _model_steps(config, pairs)
     LOGGER.info(
         "Participant level done: %d run(s); outputs in %s", len(pairs), config.run.output_dir
     )
+
+
+def _read_card(model: Path) -> dict:
+    """The model card beside a .keras file (read without TensorFlow)."""
+    import json
+
+    card_path = Path(model).with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        for key in ("channels", "n_windows", "max_freq", "grid"):
+            card[key]  # noqa: B018 - presence check
+    except FileNotFoundError:
+        raise UsageError(f"--model {model}: its model card {card_path.name} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"--model {model}: {card_path.name} is not a model card ({err})") from None
+    return card
+
+
+def _model_steps(config, pairs) -> None:
+    """Train and/or apply the synthesizer on the cached arrays (TensorFlow from here on)."""
+    if not config.execution.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    from bids_eeg2fmri.errors import DataError
+    from bids_eeg2fmri.workflows import modeling
+
+    runs = modeling.collect_runs(pairs, config.execution.work_dir)
+    plan = None
+    try:
+        if config.workflow.train:
+            model, card, plan, _ = modeling.train_model(config, runs, pairs)
+        else:
+            from bids_eeg2fmri.models.synthesis import load_model
+
+            model, card = load_model(config.workflow.model)
+        synthesized = modeling.synthesize(config, model, card, runs, pairs)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    if synthesized:
+        table = modeling.evaluate(config, runs, pairs, synthesized, plan, card["name"])
+        LOGGER.info("Synthesized vs observed BOLD, per run: %s", table)
 
 
 def _group(config) -> None:

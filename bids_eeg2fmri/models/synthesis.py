@@ -1,0 +1,147 @@
+"""Synthesis: model outputs back on the source grid and in its units, written as BIDS;
+saving and loading models with their cards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from bids_eeg2fmri import __version__
+from bids_eeg2fmri.errors import DataError, UsageError
+from bids_eeg2fmri.models.data import RunArrays
+
+
+def predict_run(
+    model, run: RunArrays, *, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Synthesized z-scored volumes on the model grid, (x, y, z, n_volumes), float32.
+
+    Volumes without a full EEG input are 0 (the run's mean once put back in its units).
+    For a variational model, also the per-voxel Laplace scale (else None).
+    """
+    inputs, valid = run.inputs(), run.valid
+    grid = tuple(model.output_shape[1:4])
+    out = np.zeros((*grid, valid.size), np.float32)
+    scale = np.zeros_like(out) if model.output_shape[-1] == 2 else None
+    index = np.flatnonzero(valid)
+    for start in range(0, index.size, 64):
+        chunk = index[start : start + 64]
+        batch = np.asarray(inputs[chunk], dtype=np.float32)[..., None]
+        pred = model.predict(batch, batch_size=batch_size, verbose=0)
+        out[..., chunk] = np.moveaxis(pred[..., 0], 0, -1)
+        if scale is not None:
+            scale[..., chunk] = np.moveaxis(pred[..., 1], 0, -1)
+    return out, scale
+
+
+def to_source_space(z: np.ndarray, run: RunArrays) -> tuple[np.ndarray, np.ndarray]:
+    """Put model-grid z-scores back in the source BOLD's units and grid.
+
+    Returns (data, affine): on the native grid for runs with BOLD.
+    """
+    import nibabel as nib
+
+    from bids_eeg2fmri.signals.bold import denormalize, resample
+
+    info = run.bold_info
+    mean = np.asarray(nib.load(run.mean).dataobj, np.float32)
+    std = np.asarray(nib.load(run.std).dataobj, np.float32)
+    model_affine = np.asarray(info["model_affine"])
+    native_affine = np.asarray(info["native_affine"])
+    data = denormalize(z, mean, std)
+    return resample(data, model_affine, native_affine, tuple(info["native_shape"])), native_affine
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    import keras
+    import mne
+    import tensorflow as tf
+
+    return {
+        "bids-eeg2fmri": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "mne": mne.__version__,
+    }
+
+
+def save_model(model, card: dict, models_dir: Path, name: str) -> tuple[Path, Path]:
+    """Save ``<name>.keras`` and its card ``<name>.json`` atomically; the card records the
+    SHA-256 of the .keras file."""
+    from bids_eeg2fmri.bidsio.files import write_json_atomic
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    final = models_dir / f"{name}.keras"
+    tmp = models_dir / f".{name}.{os.getpid()}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, final)
+    card = {**card, "name": name, "sha256": sha256(final), "software": software_versions()}
+    return final, write_json_atomic(models_dir / f"{name}.json", card)
+
+
+def load_model(path: Path):
+    """A model and its card; clear errors for missing, corrupted or foreign files."""
+    import keras
+
+    import bids_eeg2fmri.models.layers  # noqa: F401 - registers the custom layers
+
+    path = Path(path)
+    card_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise UsageError(f"--model {path}: no such file")
+    if not card_path.is_file():
+        raise UsageError(f"--model {path}: its model card {card_path.name} is missing")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        for key in ("channels", "frequencies", "n_windows", "grid", "model_affine"):
+            card[key]  # noqa: B018 - presence check
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UsageError(f"--model {path}: {card_path.name} is not a model card ({err})") from None
+    if card.get("sha256") and card["sha256"] != sha256(path):
+        raise UsageError(
+            f"--model {path}: its SHA-256 differs from the card's: corrupted or replaced"
+        )
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as err:  # noqa: BLE001 - keras raises many types on bad files
+        raise UsageError(
+            f"--model {path}: not a readable Keras model ({type(err).__name__}: {err})"
+        ) from None
+    return model, card
+
+
+def check_fits(card: dict, run: RunArrays) -> None:
+    """Raise a clear error when a run's features do not fit the model."""
+    info = run.features_info
+    if info["channels"] != card["channels"]:
+        raise DataError(
+            f"{run.name}: channels {info['channels']} differ from the model's {card['channels']}"
+        )
+    if len(info["frequencies"]) != len(card["frequencies"]) or not np.allclose(
+        info["frequencies"], card["frequencies"], atol=1e-3
+    ):
+        got = info["frequencies"]
+        raise DataError(
+            f"{run.name}: {len(got)} frequencies of {got[0]:.3f} Hz "
+            f"steps (TR {info['tr']:g} s); the model expects {len(card['frequencies'])} of "
+            f"{card['frequencies'][0]:.3f} Hz (TR {card.get('tr', '?')} s)"
+        )
+    if info["n_windows"] != card["n_windows"]:
+        raise DataError(
+            f"{run.name}: {info['n_windows']} windows, the model expects {card['n_windows']}"
+        )

@@ -1,0 +1,191 @@
+"""Training: a tf.data pipeline streaming from the cached arrays, Keras fit with early
+stopping, checkpoints that let an interrupted training resume, seeds and determinism."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bids_eeg2fmri.models.data import RunArrays
+
+LOGGER = logging.getLogger("bids_eeg2fmri")
+#: The original's Adam learning rate (Bayesian optimisation, Calhas & Henriques 2022).
+ORIGINAL_LEARNING_RATE = 0.002980911194116198
+
+
+def sample_pairs(runs: list[RunArrays], volumes: dict[int, np.ndarray]) -> np.ndarray:
+    """(run index, volume index) of the usable samples: a full EEG input and a target."""
+    rows = []
+    for i, selected in volumes.items():
+        valid = runs[i].valid
+        rows += [(i, int(t)) for t in selected if valid[t]]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def make_dataset(
+    runs: list[RunArrays], pairs: np.ndarray, *, batch_size: int, shuffle: bool, seed: int
+):
+    """A tf.data pipeline of ((eeg, bold), (bold, 0)) batches read from memory maps.
+
+    Memory does not grow with the number of runs: samples are read when needed.
+    Shuffling draws a new order every epoch from ``seed``.
+    """
+    import tensorflow as tf
+
+    inputs = [r.inputs() for r in runs]
+    targets = [r.targets() for r in runs]
+    eeg_shape = inputs[pairs[0, 0]].shape[1:]
+    grid = targets[pairs[0, 0]].shape[:3]
+    epoch = {"n": 0}
+
+    def generate():
+        order = pairs
+        if shuffle:
+            order = pairs[np.random.default_rng([seed, epoch["n"]]).permutation(len(pairs))]
+            epoch["n"] += 1
+        for run, t in order:
+            x = np.asarray(inputs[run][t], dtype=np.float32)[..., None]
+            y = np.asarray(targets[run][..., t], dtype=np.float32)[..., None]
+            yield (x, y), (y, np.float32(0))
+
+    signature = (
+        (tf.TensorSpec((*eeg_shape, 1), tf.float32), tf.TensorSpec((*grid, 1), tf.float32)),
+        (tf.TensorSpec((*grid, 1), tf.float32), tf.TensorSpec((), tf.float32)),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(pairs)))
+    return dataset.batch(batch_size).prefetch(2)
+
+
+def mae_loss(y_true, y_pred):
+    """Mean absolute error over the voxels of each sample."""
+    from keras import ops
+
+    return ops.mean(ops.abs(y_true - y_pred), axis=(1, 2, 3, 4))
+
+
+def laplace_nll(y_true, y_pred):
+    """Laplace negative log-likelihood per sample; ``y_pred[..., 0]`` mean, ``[..., 1]`` scale."""
+    from keras import ops
+
+    mu, scale = y_pred[..., :1], y_pred[..., 1:] + 1e-6
+    return ops.mean(ops.abs(y_true - mu) / scale + ops.log(2 * scale), axis=(1, 2, 3, 4))
+
+
+def latent_loss(y_true, y_pred):
+    """The latent distance is computed by the model; the loss is that output itself."""
+    return y_pred
+
+
+@dataclass
+class TrainResult:
+    models: object  # BuiltModels
+    history: dict
+    seconds: float
+
+
+class _Progress:
+    """Epoch, losses, elapsed and remaining time, in the log."""
+
+    def __init__(self, epochs: int):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_begin(cb, logs=None):
+                cb.start = time.monotonic()
+
+            def on_epoch_end(cb, epoch, logs=None):
+                elapsed = time.monotonic() - cb.start
+                left = elapsed / (epoch + 1) * (epochs - epoch - 1)
+                values = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+                LOGGER.info(
+                    "epoch %d/%d: %s (%.0f s, about %.0f s left at most)",
+                    epoch + 1,
+                    epochs,
+                    values,
+                    elapsed,
+                    left,
+                )
+
+        self.callback = Callback()
+
+
+def train(
+    runs: list[RunArrays],
+    train_volumes: dict[int, np.ndarray],
+    validation_volumes: dict[int, np.ndarray],
+    *,
+    arch,
+    compat_loss: bool,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    patience: int,
+    seed: int,
+    deterministic: bool,
+    backup_dir: Path,
+) -> TrainResult:
+    """Fit the synthesizer; the best weights on the validation samples are kept."""
+    import keras
+    import tensorflow as tf
+
+    from bids_eeg2fmri.models.synthesizer import build_models
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    train_pairs = sample_pairs(runs, train_volumes)
+    validation_pairs = sample_pairs(runs, validation_volumes)
+    if len(train_pairs) == 0:
+        raise ValueError("no training sample: no volume has a full EEG input and a BOLD target")
+    first = runs[train_pairs[0, 0]]
+    eeg_shape = first.inputs().shape[1:]
+    grid = tuple(int(n) for n in first.targets().shape[:3])
+
+    gpus = tf.config.list_logical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    LOGGER.info(
+        "Training on %d samples (validation %d) on %s",
+        len(train_pairs),
+        len(validation_pairs),
+        f"{len(gpus)} GPU(s)" if gpus else "the CPU",
+    )
+    with strategy.scope():
+        models = build_models(
+            arch, eeg_shape=eeg_shape, grid=grid, compat_loss=compat_loss, seed=seed
+        )
+        models.training.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss={"synth": laplace_nll if arch.variational else mae_loss, "latent": latent_loss},
+        )
+    train_data = make_dataset(runs, train_pairs, batch_size=batch_size, shuffle=True, seed=seed)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        _Progress(epochs).callback,
+    ]
+    validation_data = None
+    if len(validation_pairs):
+        validation_data = make_dataset(
+            runs, validation_pairs, batch_size=batch_size, shuffle=False, seed=seed
+        )
+        callbacks.append(
+            keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+        )
+    start = time.monotonic()
+    history = models.training.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles (per epoch, from the seed)
+        verbose=0,
+    )
+    return TrainResult(
+        models,
+        {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        time.monotonic() - start,
+    )

@@ -1,0 +1,328 @@
+"""After preprocessing: train the synthesizer (``--train``) and/or apply one (``--model``),
+write the synthesized BOLD, and evaluate held-out runs against the observed BOLD.
+
+Runs in the calling process once the nipype workflow has finished (TensorFlow is imported
+here only), streaming the arrays the workflow cached in the work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bids_eeg2fmri.bidsio.files import write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.pairing import RunPair
+from bids_eeg2fmri.models.data import RunArrays, load_run_arrays, split_participants, time_split
+from bids_eeg2fmri.workflows.participant import _node_name, workflow_name
+
+LOGGER = logging.getLogger("bids_eeg2fmri")
+
+
+def collect_runs(pairs: list[RunPair], work_dir: Path) -> list[RunArrays]:
+    """The cached arrays of every run, from the participant workflow's folders."""
+    base = Path(work_dir) / workflow_name()
+    return [
+        load_run_arrays(
+            base / _node_name(p.name),
+            name=p.name,
+            subject=p.subject,
+            eeg_file=p.eeg,
+            bold_file=p.bold,
+        )
+        for p in pairs
+    ]
+
+
+def plan_split(runs: list[RunArrays], holdout: tuple[str, ...]) -> dict:
+    """Which volumes of which runs train, validate and are held out.
+
+    Participant-wise (see :func:`split_participants`); with a single participant, in time:
+    the last 20 % of each run is held out and the last 10 % of the rest validates.
+    """
+    paired = [i for i, r in enumerate(runs) if r.bold is not None]
+    if not paired:
+        raise ValueError("--train needs runs with BOLD; the selection has EEG only")
+    subjects = [runs[i].subject for i in paired]
+    train, validation, held = split_participants(subjects, holdout)
+    plan = {
+        "train": {},
+        "validation": {},
+        "holdout": {},
+        "participants": {"train": train, "validation": validation, "holdout": held},
+    }
+    for i in paired:
+        n = runs[i].valid.size
+        everything = np.arange(n)
+        if runs[i].subject in held:
+            plan["holdout"][i] = everything
+        elif runs[i].subject in validation:
+            plan["validation"][i] = everything
+        elif not held and len(set(subjects)) == 1:
+            kept, plan["holdout"][i] = time_split(n, 0.2)
+            fit, check = time_split(kept.size, 0.1)
+            plan["train"][i], plan["validation"][i] = kept[fit], kept[check]
+        elif not validation:
+            plan["train"][i], plan["validation"][i] = time_split(n, 0.1)
+        else:
+            plan["train"][i] = everything
+    return plan
+
+
+def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
+    """Train, save ``models/<name>.keras`` and its card; return (model, card, plan)."""
+    from bids_eeg2fmri.models.synthesis import save_model
+    from bids_eeg2fmri.models.synthesizer import PRESETS, count_trainable
+    from bids_eeg2fmri.models.training import train
+
+    wf = config.workflow
+    plan = plan_split(runs, wf.holdout_label)
+    LOGGER.info(
+        "Participants: train %s, validation %s, held out %s",
+        ", ".join(plan["participants"]["train"]) or "-",
+        ", ".join(plan["participants"]["validation"]) or "(time split)",
+        ", ".join(plan["participants"]["holdout"]) or "(time split)" if len(runs) else "-",
+    )
+    arch = PRESETS[wf.preset]
+    result = train(
+        runs,
+        plan["train"],
+        plan["validation"],
+        arch=arch,
+        compat_loss=wf.compat_loss,
+        epochs=wf.epochs,
+        batch_size=wf.batch_size,
+        learning_rate=wf.learning_rate,
+        patience=wf.patience,
+        seed=wf.seed,
+        deterministic=config.execution.deterministic,
+        backup_dir=config.execution.work_dir / "training" / wf.model_name,
+    )
+    first = runs[next(iter(plan["train"]))]
+    card = {
+        "preset": wf.preset,
+        "architecture": dataclasses.asdict(arch),
+        "trainable_parameters": count_trainable(result.models.training),
+        "channels": first.features_info["channels"],
+        "frequencies": first.features_info["frequencies"],
+        "n_windows": first.n_windows,
+        "tr": first.features_info["tr"],
+        "max_freq": wf.max_freq,
+        "grid": list(wf.model_grid),
+        "model_affine": first.bold_info["model_affine"],
+        "training": {
+            "participants": plan["participants"],
+            "runs": {
+                k: sorted(runs[i].name for i in plan[k]) for k in ("train", "validation", "holdout")
+            },
+            "epochs": wf.epochs,
+            "batch_size": wf.batch_size,
+            "learning_rate": wf.learning_rate,
+            "seed": wf.seed,
+            "deterministic": config.execution.deterministic,
+            "compat_loss": wf.compat_loss,
+            "seconds": round(result.seconds, 1),
+            "history": result.history,
+        },
+    }
+    path, card_path = save_model(
+        result.models.synthesis, card, config.run.output_dir / "models", wf.model_name
+    )
+    LOGGER.info("Model saved: %s (card %s)", path, card_path.name)
+    card = json.loads(card_path.read_text())
+    return result.models.synthesis, card, plan, card_path
+
+
+def synthesize(config, model, card: dict, runs: list[RunArrays], pairs: list[RunPair]) -> dict:
+    """Write ``func/<entities>_desc-synth_bold.nii.gz`` (+ JSON) for every run; return the
+    synthesized arrays on the native grid of runs with BOLD, by run name."""
+    import nibabel as nib
+
+    from bids_eeg2fmri.models.synthesis import check_fits, predict_run, to_source_space
+
+    output_dir, bids_dir = config.run.output_dir, config.run.bids_dir
+    synthesized = {}
+    for run, pair in zip(runs, pairs, strict=True):
+        check_fits(card, run)
+        z, scale = predict_run(model, run)
+        func = (
+            output_dir
+            / f"sub-{pair.subject}"
+            / (f"ses-{pair.session}" if pair.session else "")
+            / "func"
+        )
+        sources = [_uri(pair.eeg, bids_dir)]
+        meta = {
+            "Description": f"BOLD synthesized from EEG by the model {card['name']} "
+            f"({card['preset']}).",
+            "ModelSHA256": card["sha256"],
+            "SkullStripped": False,
+            "VolumesWithoutEEG": np.flatnonzero(~run.valid).tolist(),
+        }
+        if run.bold is not None:
+            data, affine = to_source_space(z, run)
+            tr = run.bold_info["tr"]
+            sources.append(_uri(pair.bold, bids_dir))
+            meta.update(
+                RepetitionTime=tr,
+                SpatialReference=_uri(pair.bold, bids_dir),
+                Units="those of the source BOLD",
+            )
+            synthesized[run.name] = data
+        else:
+            data, affine = z, np.asarray(card["model_affine"])
+            tr = card["tr"]
+            meta.update(
+                RepetitionTime=tr,
+                SpatialReference="the model grid (see the model card)",
+                Units="z-scores (no BOLD to take units from)",
+            )
+        meta["Sources"] = sources
+        _write_nifti(func / f"{pair.name}_desc-synth_bold.nii.gz", data, affine, tr, meta)
+        if scale is not None:
+            std = np.asarray(nib.load(run.std).dataobj) if run.bold is not None else 1.0
+            spread = scale * (std[..., None] if run.bold is not None else 1.0)
+            if run.bold is not None:
+                from bids_eeg2fmri.signals.bold import resample
+
+                spread = resample(
+                    spread,
+                    np.asarray(run.bold_info["model_affine"]),
+                    affine,
+                    tuple(run.bold_info["native_shape"]),
+                )
+            _write_nifti(
+                func / f"{pair.name}_desc-uncertainty_bold.nii.gz",
+                spread,
+                affine,
+                tr,
+                {
+                    **meta,
+                    "Description": "Per-voxel scale of the Laplace likelihood of "
+                    "the synthesized BOLD (the model's uncertainty), in the same units.",
+                },
+            )
+        LOGGER.info("Synthesized %s (%d volumes)", pair.name, z.shape[-1])
+    return synthesized
+
+
+def evaluate(config, runs, pairs, synthesized: dict, plan: dict | None, name: str) -> Path:
+    """Per run: voxelwise r of synthesized and observed BOLD inside the brain mask and, for
+    simulated data, in the coupled voxels beside the simulator's noise ceiling."""
+    import nibabel as nib
+
+    from bids_eeg2fmri.signals.bold import resample
+
+    lines = [
+        "run\tparticipant\tsplit\tvolumes\tr_mask_mean\tr_mask_median\tr_coupled_mean"
+        "\tnoise_ceiling_mean\tfraction_of_ceiling"
+    ]
+    truth_root = config.run.bids_dir / "derivatives" / "simulation"
+    for i, (run, pair) in enumerate(zip(runs, pairs, strict=True)):
+        if run.name not in synthesized:
+            continue
+        split = next(
+            (k for k in ("train", "validation", "holdout") if plan and i in plan[k]), "applied"
+        )
+        volumes = (
+            np.asarray(plan["holdout"][i])
+            if plan and i in plan["holdout"]
+            else np.arange(run.valid.size)
+        )
+        volumes = volumes[run.valid[volumes]]
+        observed = np.asarray(nib.load(pair.bold).dataobj, dtype=np.float32)
+        observed = observed[..., config.workflow.dummy_scans :][..., volumes]
+        synth = synthesized[run.name][..., volumes]
+        mask = np.asarray(nib.load(run.mask).dataobj) > 0
+        mask = (
+            resample(
+                mask.astype(np.float32),
+                np.asarray(run.bold_info["model_affine"]),
+                np.asarray(run.bold_info["native_affine"]),
+                tuple(run.bold_info["native_shape"]),
+            )
+            > 0.5
+        )
+        r = _pearson(synth, observed)
+        row = [
+            run.name,
+            run.subject,
+            split,
+            str(volumes.size),
+            _fmt(np.nanmean(r[mask])),
+            _fmt(np.nanmedian(r[mask])),
+        ]
+        ceiling_file = (
+            truth_root
+            / pair.bold.parent.relative_to(config.run.bids_dir)
+            / (f"{pair.name}_noiseceiling.nii.gz")
+        )
+        if ceiling_file.is_file():
+            ceiling = np.asarray(nib.load(ceiling_file).dataobj)
+            coupled = np.isfinite(ceiling)
+            r_coupled = float(np.nanmean(r[coupled]))
+            ceil = float(np.nanmean(ceiling[coupled]))
+            row += [_fmt(r_coupled), _fmt(ceil), _fmt(r_coupled / ceil)]
+        else:
+            row += ["n/a", "n/a", "n/a"]
+        lines.append("\t".join(row))
+    path = config.run.output_dir / "models" / f"{name}_evaluation.tsv"
+    write_atomic(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"))
+    write_json_atomic(path.with_suffix(".json"), EVALUATION_SIDECAR)
+    return path
+
+
+EVALUATION_SIDECAR = {
+    "run": {"Description": "Source entities of the run."},
+    "participant": {"Description": "Participant label."},
+    "split": {
+        "Description": "Use of the run's participant: train, validation, holdout "
+        "(or applied, for a model trained elsewhere)."
+    },
+    "volumes": {"Description": "Volumes compared (held-out ones only for a time split)."},
+    "r_mask_mean": {
+        "Description": "Mean voxelwise temporal Pearson r of synthesized and "
+        "observed BOLD inside the brain mask."
+    },
+    "r_mask_median": {"Description": "Median of the same."},
+    "r_coupled_mean": {"Description": "Mean r in the simulation's coupled voxels."},
+    "noise_ceiling_mean": {
+        "Description": "Mean r of the simulation's noiseless and observed "
+        "BOLD in the same voxels: the best a model can reach."
+    },
+    "fraction_of_ceiling": {"Description": "r_coupled_mean / noise_ceiling_mean."},
+}
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=-1, keepdims=True)
+    b = b - b.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((a**2).sum(-1) * (b**2).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (a * b).sum(-1) / denom, np.nan)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.4f}"
+
+
+def _uri(path: Path, bids_dir: Path) -> str:
+    try:
+        return f"bids:raw:{Path(path).resolve().relative_to(Path(bids_dir).resolve()).as_posix()}"
+    except ValueError:
+        return Path(path).resolve().as_uri()
+
+
+def _write_nifti(path: Path, data: np.ndarray, affine, tr: float, meta: dict) -> None:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data, np.float32), np.asarray(affine))
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((*img.header.get_zooms()[:3], float(tr)))
+    img.set_qform(np.asarray(affine), code=1)
+    img.set_sform(np.asarray(affine), code=1)
+    write_json_atomic(path.with_name(path.name.replace(".nii.gz", ".json")), meta)
+    write_atomic(path, img.to_filename, suffix=".tmp.nii.gz")

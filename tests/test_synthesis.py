@@ -1,0 +1,179 @@
+"""Train then apply through the CLI: models, cards, synthesized BOLD, evaluation, errors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from bids_eeg2fmri.simulate.generator import SimulationConfig
+from bids_eeg2fmri.simulate.writer import simulate_dataset
+
+TINY = dict(n_volumes=40, n_channels=12, grid=(12, 13, 8))
+TRAIN = ["--train", "--epochs", "1", "--batch-size", "8", "--model-grid", "12", "13", "8"]
+
+
+def cli(bids, out, work, capsys, *extra):
+    return run_cli(
+        [bids, out, "participant", "--skip-bids-validation", "-w", work, "--nprocs", "1", *extra],
+        capsys,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    return simulate_dataset(SimulationConfig(n_participants=3, **TINY), root / "ds")
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    from bids_eeg2fmri.cli.run import main
+
+    root = tmp_path_factory.mktemp("trained")
+    args = [
+        dataset,
+        root / "out",
+        "participant",
+        "--skip-bids-validation",
+        "-w",
+        root / "work",
+        "--nprocs",
+        "1",
+        *TRAIN,
+    ]
+    assert main([str(a) for a in args]) == 0
+    return root / "out"
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_training_writes_a_model_its_card_and_synthesized_bold(dataset, trained):
+    model, card_path = trained / "models/compact.keras", trained / "models/compact.json"
+    card = json.loads(card_path.read_text())
+    assert card["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert card["training"]["participants"] == {
+        "train": ["01", "02"],
+        "validation": [],
+        "holdout": ["03"],
+    }
+    assert card["preset"] == "compact" and card["n_windows"] == 10 and len(card["channels"]) == 12
+    assert card["software"]["tensorflow"] and card["training"]["history"]["loss"]
+    for sub in ("01", "02", "03"):
+        source = nib.load(dataset / f"sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz")
+        synth = nib.load(trained / f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.nii.gz")
+        assert synth.shape == source.shape and np.allclose(synth.affine, source.affine)
+        assert synth.header.get_zooms()[3] == pytest.approx(2.16)
+        assert np.isfinite(synth.get_fdata()).all()
+        meta = json.loads(
+            (trained / f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.json").read_text()
+        )
+        assert meta["ModelSHA256"] == card["sha256"] and meta["SkullStripped"] is False
+        assert meta["Sources"] == [
+            f"bids:raw:sub-{sub}/eeg/sub-{sub}_task-rest_eeg.vhdr",
+            f"bids:raw:sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz",
+        ]
+    rows = read_tsv(trained / "models/compact_evaluation.tsv")
+    assert [r["split"] for r in rows] == ["train", "train", "holdout"]
+    for row in rows:
+        assert 0 < float(row["noise_ceiling_mean"]) < 1 and -1 <= float(row["r_mask_mean"]) <= 1
+
+
+def test_applying_the_saved_model_reproduces_the_synthesis(dataset, trained, tmp_path, capsys):
+    code, errors = cli(
+        dataset,
+        tmp_path / "out",
+        tmp_path / "work",
+        capsys,
+        "--model",
+        trained / "models/compact.keras",
+    )
+    assert code == 0, errors
+    for sub in ("01", "02", "03"):
+        name = f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.nii.gz"
+        assert np.array_equal(
+            nib.load(tmp_path / "out" / name).get_fdata(), nib.load(trained / name).get_fdata()
+        )
+    rows = read_tsv(tmp_path / "out/models/compact_evaluation.tsv")
+    assert {r["split"] for r in rows} == {"applied"}
+
+
+def test_deterministic_training_gives_byte_identical_nifti(dataset, trained, tmp_path, capsys):
+    code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, *TRAIN)
+    assert code == 0, errors
+    for sub in ("01", "02", "03"):
+        name = f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.nii.gz"
+        assert (tmp_path / "out" / name).read_bytes() == (trained / name).read_bytes()
+
+
+def test_eeg_only_runs_are_synthesized_on_the_model_grid(dataset, trained, tmp_path, capsys):
+    bids = Path(shutil.copytree(dataset, tmp_path / "ds"))
+    for path in bids.glob("sub-03/func/*"):
+        path.unlink()
+    (bids / "sub-03/sub-03_scans.tsv").unlink()
+    code, errors = cli(
+        bids,
+        tmp_path / "out",
+        tmp_path / "work",
+        capsys,
+        "--model",
+        trained / "models/compact.keras",
+        "--participant-label",
+        "03",
+    )
+    assert code == 0, errors
+    synth = nib.load(tmp_path / "out/sub-03/func/sub-03_task-rest_desc-synth_bold.nii.gz")
+    card = json.loads((trained / "models/compact.json").read_text())
+    assert synth.shape == (12, 13, 8, 40) and np.allclose(synth.affine, card["model_affine"])
+    meta = json.loads(
+        (tmp_path / "out/sub-03/func/sub-03_task-rest_desc-synth_bold.json").read_text()
+    )
+    assert meta["Units"].startswith("z-scores")
+
+
+def test_a_model_that_does_not_fit_the_data(trained, tmp_path, capsys):
+    other = simulate_dataset(SimulationConfig(n_participants=1, tr=2.0, **TINY), tmp_path / "ds")
+    code, errors = cli(
+        other,
+        tmp_path / "out",
+        tmp_path / "work",
+        capsys,
+        "--model",
+        trained / "models/compact.keras",
+    )
+    assert code == 65 and "the model expects 134 of 0.463 Hz (TR 2.16 s)" in errors[0]
+    assert "TR 2 s" in errors[0]
+
+
+def test_corrupted_or_foreign_model_files(dataset, trained, tmp_path, capsys):
+    fake = tmp_path / "m.keras"
+    fake.write_bytes(b"not a zip")
+    card = json.loads((trained / "models/compact.json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, "--model", fake)
+    assert code == 2 and "SHA-256 differs" in errors[0]
+    card["sha256"] = hashlib.sha256(fake.read_bytes()).hexdigest()
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, "--model", fake)
+    assert code == 2 and "not a readable Keras model" in errors[0]
+    (tmp_path / "m.json").unlink()
+    code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, "--model", fake)
+    assert code == 2 and "model card m.json is missing" in errors[0]
+    assert not list((tmp_path / "out").glob("sub-*/func/*_desc-synth_bold.nii.gz"))
+
+
+def test_train_and_model_exclude_each_other(dataset, tmp_path, capsys):
+    code, errors = cli(
+        dataset, tmp_path / "out", tmp_path / "work", capsys, "--train", "--model", "x.keras"
+    )
+    assert code == 2 and "not allowed with argument" in errors[0]
