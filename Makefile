@@ -1,5 +1,5 @@
 # Two entry points for a fresh clone (see README.md):
-#   make demo   set up .venv, simulate the default dataset, run the participant level on it
+#   make demo   set up .venv, simulate the default dataset, train and apply the model on it
 #   make test   set up .venv (with the test extra) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	@test -f $(DEMO)/data/dataset_description.json || \
 	  $(BIN)/bids-eeg2fmri-simulate $(DEMO)/data --seed 0
-	$(BIN)/bids-eeg2fmri $(DEMO)/data $(DEMO)/out participant -w $(DEMO)/work
-	@echo "Outputs: $(DEMO)/out (configuration and logs in $(DEMO)/out/logs)"
+	$(BIN)/bids-eeg2fmri $(DEMO)/data $(DEMO)/out participant -w $(DEMO)/work --train --epochs 5
+	@echo "Outputs: $(DEMO)/out; model and per-run evaluation in $(DEMO)/out/models/"
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n 2 tests

@@ -78,8 +78,8 @@ def split_participants(
 ) -> tuple[list[str], list[str], list[str]]:
     """Participant-wise (train, validation, holdout) split.
 
-    Default holdout: the last 20 % of the participants in sorted order (at least one when
-    there are 3 or more; none with 1 or 2, then volumes are split in time instead).
+    Default holdout: the last 20 % of the participants in sorted order, at least one when
+    there are 2 or more (with a single participant, volumes are split in time instead).
     Validation: the last training participant when 3 or more remain, else none (a time
     split of the training runs then serves for early stopping).
     """
@@ -90,7 +90,7 @@ def split_participants(
             raise ValueError(f"--holdout-label: no selected run of {', '.join(unknown)}")
         held = sorted(holdout)
     else:
-        held = subjects[-max(1, round(len(subjects) / 5)) :] if len(subjects) >= 3 else []
+        held = subjects[-max(1, round(len(subjects) / 5)) :] if len(subjects) >= 2 else []
     rest = [s for s in subjects if s not in held]
     if not rest:
         raise ValueError("every selected participant is held out: nothing to train on")

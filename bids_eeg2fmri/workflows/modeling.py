@@ -8,8 +8,10 @@ here only), streaming the arrays the workflow cached in the work directory.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,28 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
         ", ".join(plan["participants"]["holdout"]) or "(time split)" if len(runs) else "-",
     )
     arch = PRESETS[wf.preset]
+    # checkpoints of an interrupted training are reused only for the very same training
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "arch": dataclasses.asdict(arch),
+                "settings": [
+                    wf.epochs,
+                    wf.batch_size,
+                    wf.learning_rate,
+                    wf.patience,
+                    wf.seed,
+                    wf.compat_loss,
+                ],
+                "data": {
+                    k: {runs[i].name: np.asarray(v).tolist() for i, v in plan[k].items()}
+                    for k in ("train", "validation")
+                },
+                "features": [os.stat(r.features).st_mtime_ns for r in runs],
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
     result = train(
         runs,
         plan["train"],
@@ -99,7 +123,7 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
         patience=wf.patience,
         seed=wf.seed,
         deterministic=config.execution.deterministic,
-        backup_dir=config.execution.work_dir / "training" / wf.model_name,
+        backup_dir=config.execution.work_dir / "training" / f"{wf.model_name}-{key}",
     )
     first = runs[next(iter(plan["train"]))]
     card = {
