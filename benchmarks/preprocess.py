@@ -18,8 +18,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,9 +45,20 @@ def main() -> int:
     if not (data / "dataset_description.json").exists():
         start = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "bids_eeg2fmri.simulate.cli", str(data), "--participants", "1",
-             "--volumes", str(args.volumes), "--seed", "0"],
-            check=True, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "bids_eeg2fmri.simulate.cli",
+                str(data),
+                "--participants",
+                "1",
+                "--volumes",
+                str(args.volumes),
+                "--seed",
+                "0",
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
         )
         print(f"simulated in {time.monotonic() - start:.0f} s", file=sys.stderr)
     results = {}
@@ -55,12 +66,26 @@ def main() -> int:
         walls, peaks = [], []
         for i in range(args.repeat):
             out, work = root / f"out{nprocs}-{i}", root / f"work{nprocs}-{i}"
-            cmd = [sys.executable, "-m", "bids_eeg2fmri", str(data), str(out), "participant",
-                   "--skip-bids-validation", "-w", str(work), "--nprocs", str(nprocs)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bids_eeg2fmri",
+                str(data),
+                str(out),
+                "participant",
+                "--skip-bids-validation",
+                "-w",
+                str(work),
+                "--nprocs",
+                str(nprocs),
+            ]
             stats = root / "time.txt"
             start = time.monotonic()
-            subprocess.run(["/usr/bin/time", "-o", str(stats), "-f", "%M", *cmd], check=True,
-                           stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["/usr/bin/time", "-o", str(stats), "-f", "%M", *cmd],
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
             walls.append(time.monotonic() - start)
             peaks.append(int(stats.read_text().split()[-1]) / 1024)
         results[f"nprocs={nprocs}"] = {

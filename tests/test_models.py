@@ -190,3 +190,17 @@ def test_a_saved_model_reloads_in_a_new_process_in_safe_mode(tmp_path):
         check=True,
         capture_output=True,
     )
+
+
+def test_reconstruction_losses():
+    from bids_eeg2fmri.models.training import laplace_nll, mae_loss
+
+    y = RNG.standard_normal((3, 4, 5, 2, 1)).astype("float32")
+    y_hat = RNG.standard_normal((3, 4, 5, 2, 1)).astype("float32")
+    assert np.allclose(
+        np.asarray(mae_loss(y, y_hat)), np.abs(y - y_hat).mean(axis=(1, 2, 3, 4)), atol=1e-6
+    )
+    scale = np.full_like(y, 0.5)
+    nll = np.asarray(laplace_nll(y, np.concatenate([y_hat, scale], axis=-1)))
+    expected = (np.abs(y - y_hat) / 0.5 + np.log(2 * 0.5)).mean(axis=(1, 2, 3, 4))
+    assert np.allclose(nll, expected, atol=1e-4)
