@@ -87,6 +87,7 @@ class WorkflowSection:
     n_windows: int = 10
     max_freq: float = 62.5
     model_grid: tuple[int, int, int] = (64, 64, 30)
+    high_pass: float = 128.0  # s: BOLD drifts slower than this are removed (0: none)
     # the model: train one, or apply one
     train: bool = False
     model: Path | None = None
@@ -512,6 +513,7 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         n_windows=convert("n_windows", parse_positive_int, defaults.n_windows),
         max_freq=convert("max_freq", parse_positive_float, defaults.max_freq),
         model_grid=convert("model_grid", parse_grid, defaults.model_grid),
+        high_pass=convert("high_pass", parse_seconds, defaults.high_pass),
         train=bool(opts.get("train", False)),
         model=_absolute(opts["model"]) if opts.get("model") else None,
         preset=str(opts.get("preset") or defaults.preset),

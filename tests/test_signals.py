@@ -181,3 +181,17 @@ def test_normalisation_round_trip():
     assert np.allclose(z[mask].mean(axis=-1), 0, atol=1e-5) and np.all(z[~mask] == 0)
     back = bold_mod.denormalize(z, mean, std)
     assert np.allclose(back[mask], original[mask], atol=1e-2)
+
+
+def test_remove_drift_takes_out_slow_cosines_and_keeps_the_mean():
+    rng = np.random.default_rng(5)
+    n, tr = 200, 2.0
+    t = np.arange(n) * tr
+    fast = np.sin(2 * np.pi * t / 20.0)  # 0.05 Hz: kept
+    slow = 3 * np.cos(np.pi * (np.arange(n) + 0.5) / n)  # the slowest DCT regressor
+    data = (100 + fast + slow + 0.01 * rng.standard_normal(n))[None, None, None].astype(np.float32)
+    data = np.repeat(data, 3, axis=0)
+    clean = bold_mod.remove_drift(data.copy(), tr, 128.0)
+    assert np.allclose(clean.mean(axis=-1), 100, atol=0.05)
+    assert np.corrcoef(clean[0, 0, 0], fast)[0, 1] > 0.97
+    assert bold_mod.dct_drift_basis(10, 2.0, 128.0).shape == (10, 0)  # 20 s: nothing to remove

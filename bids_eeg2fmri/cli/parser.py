@@ -175,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="highest frequency of the spectra (default: 62.5: 134 bins at TR 2.16 s)",
     )
     wf.add_argument(
+        "--high-pass",
+        dest="high_pass",
+        metavar="SECONDS",
+        help="remove BOLD drifts slower than this (DCT basis, as fMRIPrep's cosine regressors; "
+        "default: 128; 0: none)",
+    )
+    wf.add_argument(
         "--model-grid",
         dest="model_grid",
         nargs=3,

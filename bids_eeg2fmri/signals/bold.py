@@ -80,6 +80,27 @@ def brain_mask(mean: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.asarray(compute_epi_mask(img).get_fdata() > 0)
 
 
+def dct_drift_basis(n_volumes: int, tr: float, cutoff_s: float) -> np.ndarray:
+    """Discrete cosine regressors of drifts slower than ``cutoff_s`` seconds (as SPM and
+    fMRIPrep's ``cosine`` confounds), shape (n_volumes, K); K may be 0."""
+    order = int(np.floor(2 * n_volumes * tr / cutoff_s))
+    t = (np.arange(n_volumes) + 0.5) / n_volumes
+    return np.cos(np.pi * np.outer(t, np.arange(1, order + 1)))
+
+
+def remove_drift(data: np.ndarray, tr: float, cutoff_s: float = 128.0) -> np.ndarray:
+    """High-pass ``data`` (x, y, z, t), in place: regress out the DCT drift basis voxelwise
+    (each voxel's mean is kept). Returns ``data``."""
+    basis = dct_drift_basis(data.shape[-1], tr, cutoff_s)
+    if basis.shape[1] == 0:
+        return data
+    projector = basis @ np.linalg.pinv(basis)  # (t, t)
+    for i in range(data.shape[0]):
+        slab = data[i].astype(np.float64)
+        data[i] = slab - slab @ projector.T
+    return data
+
+
 def normalize(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voxelwise temporal z-score inside the mask (0 outside), in place.
 

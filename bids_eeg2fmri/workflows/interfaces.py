@@ -217,6 +217,7 @@ class _PrepareBoldInputSpec(BaseInterfaceInputSpec):
     tr = traits.Float(desc="repetition time from the sidecar (wins over the header)")
     dummy_scans = traits.Int(0, usedefault=True, desc="leading stored volumes to drop")
     model_grid = traits.Tuple(traits.Int, traits.Int, traits.Int, mandatory=True, desc="model grid")
+    high_pass_s = traits.Float(desc="remove drifts slower than this (s; DCT basis); 0: keep")
 
 
 class _PrepareBoldOutputSpec(TraitedSpec):
@@ -258,6 +259,8 @@ class PrepareBold(SimpleInterface):
         model_affine = bold_mod.model_grid_affine(img.affine, data.shape, grid)
         on_grid = bold_mod.resample(data, img.affine, model_affine, grid)
         del data  # on the model grid now (the same array when the grids agree)
+        if isdefined(inputs.high_pass_s) and inputs.high_pass_s > 0:
+            bold_mod.remove_drift(on_grid, tr or tr_header, inputs.high_pass_s)
         mean_img = on_grid.mean(axis=-1, dtype=np.float64)
         mask = bold_mod.brain_mask(mean_img, model_affine)
         z, mean, std = bold_mod.normalize(on_grid, mask)
