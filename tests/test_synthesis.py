@@ -69,6 +69,8 @@ def test_training_writes_a_model_its_card_and_synthesized_bold(dataset, trained)
     }
     assert card["preset"] == "compact" and card["n_windows"] == 10 and len(card["channels"]) == 12
     assert card["software"]["tensorflow"] and card["training"]["history"]["loss"]
+    holdout = card["holdout_metrics"]["runs"]["sub-03_task-rest"]
+    assert holdout["participant"] == "03" and float(holdout["noise_ceiling_mean"]) > 0
     for sub in ("01", "02", "03"):
         source = nib.load(dataset / f"sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz")
         synth = nib.load(trained / f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.nii.gz")

@@ -357,8 +357,9 @@ def _model_steps(config, pairs) -> None:
     runs = modeling.collect_runs(pairs, config.execution.work_dir)
     plan = None
     try:
+        card_path = None
         if config.workflow.train:
-            model, card, plan, _ = modeling.train_model(config, runs, pairs)
+            model, card, plan, card_path = modeling.train_model(config, runs, pairs)
         else:
             from bids_eeg2fmri.models.synthesis import load_model
 
@@ -369,6 +370,8 @@ def _model_steps(config, pairs) -> None:
     if synthesized:
         table = modeling.evaluate(config, runs, pairs, synthesized, plan, card["name"])
         LOGGER.info("Synthesized vs observed BOLD, per run: %s", table)
+        if card_path is not None:  # a model trained here: its card gets the held-out metrics
+            modeling.add_holdout_metrics(card_path, table)
 
 
 def _group(config) -> None:

@@ -299,6 +299,20 @@ def evaluate(config, runs, pairs, synthesized: dict, plan: dict | None, name: st
     return path
 
 
+def add_holdout_metrics(card_path: Path, table: Path) -> None:
+    """Copy the held-out rows of the evaluation table into the model card."""
+    import csv
+
+    with open(table, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["split"] == "holdout"]
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["holdout_metrics"] = {
+        "table": table.name,
+        "runs": {r.pop("run"): {k: v for k, v in r.items() if k != "split"} for r in rows},
+    }
+    write_json_atomic(card_path, card)
+
+
 EVALUATION_SIDECAR = {
     "run": {"Description": "Source entities of the run."},
     "participant": {"Description": "Participant label."},
