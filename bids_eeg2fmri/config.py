@@ -41,6 +41,7 @@ PRESET_NAMES = (
     "style-prior",
     "variational",
     "compact",
+    "compact-variational",
 )
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")

@@ -204,3 +204,9 @@ def test_reconstruction_losses():
     nll = np.asarray(laplace_nll(y, np.concatenate([y_hat, scale], axis=-1)))
     expected = (np.abs(y - y_hat) / 0.5 + np.log(2 * 0.5)).mean(axis=(1, 2, 3, 4))
     assert np.allclose(nll, expected, atol=1e-4)
+
+
+def test_the_cli_knows_every_preset():
+    from bids_eeg2fmri.config import PRESET_NAMES
+
+    assert set(PRESET_NAMES) == set(PRESETS)

@@ -179,3 +179,52 @@ def test_train_and_model_exclude_each_other(dataset, tmp_path, capsys):
         dataset, tmp_path / "out", tmp_path / "work", capsys, "--train", "--model", "x.keras"
     )
     assert code == 2 and "not allowed with argument" in errors[0]
+
+
+def test_the_variational_preset_writes_an_uncertainty_map(dataset, tmp_path, capsys):
+    args = [*TRAIN, "--preset", "compact-variational", "--participant-label", "01", "02"]
+    code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, *args)
+    assert code == 0, errors
+    func = tmp_path / "out/sub-02/func"
+    synth = nib.load(func / "sub-02_task-rest_desc-synth_bold.nii.gz")
+    spread = nib.load(func / "sub-02_task-rest_desc-uncertainty_bold.nii.gz")
+    assert spread.shape == synth.shape and np.allclose(spread.affine, synth.affine)
+    values = spread.get_fdata()
+    assert np.all(values >= 0) and values.max() > 0
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(trained, tmp_path):
+    import keras
+
+    from bids_eeg2fmri.models.data import load_run_arrays
+    from bids_eeg2fmri.models.synthesizer import PRESETS
+    from bids_eeg2fmri.models.training import train
+
+    work = trained.parent / "work" / "bids_eeg2fmri_0_1_wf"
+    runs = [
+        load_run_arrays(work / f"sub_{s}_task_rest", name=s, subject=s, eeg_file="x", bold_file="x")
+        for s in ("01", "02")
+    ]
+    volumes = {0: np.arange(40), 1: np.arange(40)}
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("killed")
+
+    settings = dict(
+        arch=PRESETS["compact"],
+        compat_loss=False,
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        patience=3,
+        seed=0,
+        deterministic=True,
+        backup_dir=tmp_path / "backup",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(runs, volumes, {}, callbacks=(Crash(),), **settings)
+    resumed = train(runs, volumes, {}, **settings)
+    assert len(resumed.history["loss"]) == 1  # epochs 1 and 2 came from the checkpoint
+    assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())

@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="preset",
         metavar="NAME",
         help="architecture: compact (default; CPU and demo), noddi-tafp (the "
-        "original's best), plain, attention, fourier, style-prior, variational",
+        "original's best), plain, attention, fourier, style-prior, variational, "
+        "compact-variational",
     )
     model.add_argument(
         "--model-name",

@@ -80,6 +80,8 @@ PRESETS: dict[str, Architecture] = {
         fmri_dropout=0.2,
     ),
 }
+# the compact network with the variational outputs: uncertainty maps on a CPU
+PRESETS["compact-variational"] = dataclasses.replace(PRESETS["compact"], variational=True)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,7 @@ def train(
     seed: int,
     deterministic: bool,
     backup_dir: Path,
+    callbacks: tuple = (),
 ) -> TrainResult:
     """Fit the synthesizer; the best weights on the validation samples are kept."""
     import keras
@@ -166,6 +167,7 @@ def train(
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir)),
         _Progress(epochs).callback,
+        *callbacks,
     ]
     validation_data = None
     if len(validation_pairs):
