@@ -121,16 +121,7 @@ def build_models(
     if arch.topographical_attention:
         x, graph = L.TopographicalAttention(name="topographical_attention")(x)
     x = layers.Reshape((channels, freqs, windows, 1), name="eeg_maps")(x)
-    for i, (kernel, strides) in enumerate(arch.eeg_blocks):
-        x = L.ResBlock3D(
-            arch.filters,
-            kernel,
-            strides,
-            *(arch.eeg_pool or (None, (1, 1, 1))),
-            projection=arch.projection,
-            weight_decay=arch.weight_decay,
-            name=f"eeg_block{i + 1}",
-        )(x)
+    x = _conv_stack(arch, x, arch.eeg_blocks, arch.eeg_pool, "eeg_block")
     x = layers.Flatten(name="eeg_features")(x)
     if arch.variational:
         z_x = L.DenseVariational(units, seed=seed, name="eeg_latent")(x)
@@ -161,16 +152,7 @@ def build_models(
 
     bold = keras.Input((*grid, 1), name="bold")
     y = bold
-    for i, (kernel, strides) in enumerate(arch.fmri_blocks):
-        y = L.ResBlock3D(
-            arch.filters,
-            kernel,
-            strides,
-            *(arch.fmri_pool or (None, (1, 1, 1))),
-            projection=arch.projection,
-            weight_decay=arch.weight_decay,
-            name=f"fmri_block{i + 1}",
-        )(y)
+    y = _conv_stack(arch, y, arch.fmri_blocks, arch.fmri_pool, "fmri_block")
     y = layers.Flatten(name="fmri_features")(y)
     y = layers.Dense(units, name="fmri_latent")(y)
     if arch.fmri_dropout:
@@ -182,6 +164,23 @@ def build_models(
     synthesis = keras.Model(eeg, y_hat, name="eeg_to_fmri")
     attention = keras.Model(eeg, graph, name="attention_graph") if graph is not None else None
     return BuiltModels(training, synthesis, attention)
+
+
+def _conv_stack(arch: Architecture, x, blocks, pool, prefix: str):
+    """Residual 3-D blocks (kernel, strides) with the architecture's pooling and filters."""
+    from bids_eeg2fmri.models import layers as L
+
+    for i, (kernel, strides) in enumerate(blocks):
+        x = L.ResBlock3D(
+            arch.filters,
+            kernel,
+            strides,
+            *(pool or (None, (1, 1, 1))),
+            projection=arch.projection,
+            weight_decay=arch.weight_decay,
+            name=f"{prefix}{i + 1}",
+        )(x)
+    return x
 
 
 def _decode(arch: Architecture, h, grid, name: str, force_dct: bool = False):

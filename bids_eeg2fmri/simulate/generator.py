@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
 from bids_eeg2fmri.simulate import anatomy, physiology
 from bids_eeg2fmri.simulate.sources import (
     DEFAULT_SOURCES,
@@ -314,17 +315,8 @@ def _bold(config: SimulationConfig, head: Head, regressors, rng):
     observed += config.thermal_noise_pct / 100.0 * brain_level * rng.standard_normal(shape)
     bold = np.clip(np.round(observed), 0, np.iinfo(np.int16).max).astype(np.int16)
 
-    ceiling = _voxelwise_r(noiseless, bold.astype(float))
+    ceiling = voxelwise_pearson(noiseless, bold)
     return bold, noiseless.astype(np.float32), ceiling
-
-
-def _voxelwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r along the last axis, NaN where either series is constant."""
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean(axis=-1, keepdims=True)
-    denom = np.sqrt(np.sum(a**2, axis=-1) * np.sum(b**2, axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, np.sum(a * b, axis=-1) / denom, np.nan)
 
 
 def _round(x: float) -> float | None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_atomic, write_json_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair
+from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
 from bids_eeg2fmri.models.data import RunArrays, load_run_arrays, split_participants, time_split
 from bids_eeg2fmri.workflows.participant import _node_name, workflow_name
 
@@ -270,7 +271,7 @@ def evaluate(config, runs, pairs, synthesized: dict, plan: dict | None, name: st
             )
             > 0.5
         )
-        r = _pearson(synth, observed)
+        r = voxelwise_pearson(synth, observed)
         row = [
             run.name,
             run.subject,
@@ -333,14 +334,6 @@ EVALUATION_SIDECAR = {
     },
     "fraction_of_ceiling": {"Description": "r_coupled_mean / noise_ceiling_mean."},
 }
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean(axis=-1, keepdims=True)
-    denom = np.sqrt((a**2).sum(-1) * (b**2).sum(-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (a * b).sum(-1) / denom, np.nan)
 
 
 def _fmt(value: float) -> str:

@@ -1,0 +1,1 @@
+"""Metrics of synthesized against observed BOLD (plain functions on arrays)."""
