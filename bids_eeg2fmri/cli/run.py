@@ -364,11 +364,11 @@ def _model_steps(config, pairs) -> None:
             from bids_eeg2fmri.models.synthesis import load_model
 
             model, card = load_model(config.workflow.model)
-        synthesized = modeling.synthesize(config, model, card, runs, pairs)
+        rows = modeling.synthesize(config, model, card, runs, pairs, plan)
     except ValueError as err:
         raise DataError(str(err)) from None
-    if synthesized:
-        table = modeling.evaluate(config, runs, pairs, synthesized, plan, card["name"])
+    if rows:
+        table = modeling.write_evaluation(config, rows, card["name"])
         LOGGER.info("Synthesized vs observed BOLD, per run: %s", table)
         if card_path is not None:  # a model trained here: its card gets the held-out metrics
             modeling.add_holdout_metrics(card_path, table)

@@ -161,16 +161,18 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
     return result.models.synthesis, card, plan, card_path
 
 
-def synthesize(config, model, card: dict, runs: list[RunArrays], pairs: list[RunPair]) -> dict:
-    """Write ``func/<entities>_desc-synth_bold.nii.gz`` (+ JSON) for every run; return the
-    synthesized arrays on the native grid of runs with BOLD, by run name."""
+def synthesize(
+    config, model, card: dict, runs: list[RunArrays], pairs: list[RunPair], plan: dict | None
+) -> list[list[str]]:
+    """Write ``func/<entities>_desc-synth_bold.nii.gz`` (+ JSON) for every run, and return
+    the evaluation row of each run with BOLD (computed run by run: memory stays flat)."""
     import nibabel as nib
 
     from bids_eeg2fmri.models.synthesis import check_fits, predict_run, to_source_space
 
     output_dir, bids_dir = config.run.output_dir, config.run.bids_dir
-    synthesized = {}
-    for run, pair in zip(runs, pairs, strict=True):
+    rows = []
+    for i, (run, pair) in enumerate(zip(runs, pairs, strict=True)):
         check_fits(card, run)
         z, scale = predict_run(model, run)
         func = (
@@ -196,7 +198,7 @@ def synthesize(config, model, card: dict, runs: list[RunArrays], pairs: list[Run
                 SpatialReference=_uri(pair.bold, bids_dir),
                 Units="those of the source BOLD",
             )
-            synthesized[run.name] = data
+            rows.append(evaluate_run(config, i, run, pair, data, plan))
         else:
             data, affine = z, np.asarray(card["model_affine"])
             tr = card["tr"]
@@ -231,71 +233,77 @@ def synthesize(config, model, card: dict, runs: list[RunArrays], pairs: list[Run
                 },
             )
         LOGGER.info("Synthesized %s (%d volumes)", pair.name, z.shape[-1])
-    return synthesized
+    return rows
 
 
-def evaluate(config, runs, pairs, synthesized: dict, plan: dict | None, name: str) -> Path:
-    """Per run: voxelwise r of synthesized and observed BOLD inside the brain mask and, for
-    simulated data, in the coupled voxels beside the simulator's noise ceiling."""
+EVALUATION_COLUMNS = (
+    "run",
+    "participant",
+    "split",
+    "volumes",
+    "r_mask_mean",
+    "r_mask_median",
+    "r_coupled_mean",
+    "noise_ceiling_mean",
+    "fraction_of_ceiling",
+)
+
+
+def evaluate_run(config, i: int, run: RunArrays, pair: RunPair, synth: np.ndarray, plan) -> list:
+    """Voxelwise r of synthesized and observed BOLD inside the brain mask and, for simulated
+    data, in the coupled voxels beside the simulator's noise ceiling (a row of the table)."""
     import nibabel as nib
 
     from bids_eeg2fmri.signals.bold import resample
 
-    lines = [
-        "run\tparticipant\tsplit\tvolumes\tr_mask_mean\tr_mask_median\tr_coupled_mean"
-        "\tnoise_ceiling_mean\tfraction_of_ceiling"
+    split = next(
+        (k for k in ("train", "validation", "holdout") if plan and i in plan[k]), "applied"
+    )
+    held = plan is not None and i in plan["holdout"]
+    volumes = np.asarray(plan["holdout"][i]) if held else np.arange(run.valid.size)
+    volumes = volumes[run.valid[volumes]]
+    observed = np.asarray(nib.load(pair.bold).dataobj, dtype=np.float32)
+    observed = observed[..., config.workflow.dummy_scans :][..., volumes]
+    mask = np.asarray(nib.load(run.mask).dataobj, dtype=np.float32)
+    mask = (
+        resample(
+            mask,
+            np.asarray(run.bold_info["model_affine"]),
+            np.asarray(run.bold_info["native_affine"]),
+            tuple(run.bold_info["native_shape"]),
+        )
+        > 0.5
+    )
+    r = voxelwise_pearson(synth[..., volumes], observed)
+    row = [
+        run.name,
+        run.subject,
+        split,
+        str(volumes.size),
+        _fmt(np.nanmean(r[mask])),
+        _fmt(np.nanmedian(r[mask])),
     ]
-    truth_root = config.run.bids_dir / "derivatives" / "simulation"
-    for i, (run, pair) in enumerate(zip(runs, pairs, strict=True)):
-        if run.name not in synthesized:
-            continue
-        split = next(
-            (k for k in ("train", "validation", "holdout") if plan and i in plan[k]), "applied"
-        )
-        volumes = (
-            np.asarray(plan["holdout"][i])
-            if plan and i in plan["holdout"]
-            else np.arange(run.valid.size)
-        )
-        volumes = volumes[run.valid[volumes]]
-        observed = np.asarray(nib.load(pair.bold).dataobj, dtype=np.float32)
-        observed = observed[..., config.workflow.dummy_scans :][..., volumes]
-        synth = synthesized[run.name][..., volumes]
-        mask = np.asarray(nib.load(run.mask).dataobj) > 0
-        mask = (
-            resample(
-                mask.astype(np.float32),
-                np.asarray(run.bold_info["model_affine"]),
-                np.asarray(run.bold_info["native_affine"]),
-                tuple(run.bold_info["native_shape"]),
-            )
-            > 0.5
-        )
-        r = voxelwise_pearson(synth, observed)
-        row = [
-            run.name,
-            run.subject,
-            split,
-            str(volumes.size),
-            _fmt(np.nanmean(r[mask])),
-            _fmt(np.nanmedian(r[mask])),
-        ]
-        ceiling_file = (
-            truth_root
-            / pair.bold.parent.relative_to(config.run.bids_dir)
-            / (f"{pair.name}_noiseceiling.nii.gz")
-        )
-        if ceiling_file.is_file():
-            ceiling = np.asarray(nib.load(ceiling_file).dataobj)
-            coupled = np.isfinite(ceiling)
-            r_coupled = float(np.nanmean(r[coupled]))
-            ceil = float(np.nanmean(ceiling[coupled]))
-            row += [_fmt(r_coupled), _fmt(ceil), _fmt(r_coupled / ceil)]
-        else:
-            row += ["n/a", "n/a", "n/a"]
-        lines.append("\t".join(row))
+    truth = config.run.bids_dir / "derivatives" / "simulation"
+    ceiling_file = (
+        truth
+        / pair.bold.parent.relative_to(config.run.bids_dir)
+        / (f"{pair.name}_noiseceiling.nii.gz")
+    )
+    if ceiling_file.is_file():
+        ceiling = np.asarray(nib.load(ceiling_file).dataobj)
+        coupled = np.isfinite(ceiling)
+        r_coupled, ceil = float(np.nanmean(r[coupled])), float(np.nanmean(ceiling[coupled]))
+        row += [_fmt(r_coupled), _fmt(ceil), _fmt(r_coupled / ceil)]
+    else:
+        row += ["n/a", "n/a", "n/a"]
+    return row
+
+
+def write_evaluation(config, rows: list[list[str]], name: str) -> Path:
+    """``models/<name>_evaluation.tsv`` and its sidecar."""
     path = config.run.output_dir / "models" / f"{name}_evaluation.tsv"
-    write_atomic(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"))
+    text = "\n".join("\t".join(r) for r in [list(EVALUATION_COLUMNS), *rows]) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     write_json_atomic(path.with_suffix(".json"), EVALUATION_SIDECAR)
     return path
 
