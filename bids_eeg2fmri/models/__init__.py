@@ -1,2 +1,3 @@
 """The synthesizer in TensorFlow / Keras 3: layers, architecture and presets, training,
-synthesis. Importing this package imports TensorFlow: only code paths that need a model do."""
+synthesis. ``layers`` imports Keras when imported; the other modules import TensorFlow
+inside the functions that need it, and only the model code paths of the CLI reach them."""
