@@ -65,7 +65,7 @@ def index_dataset(bids_dir: Path, database_dir: Path, *, reset: bool):
     )
 
 
-def _to_query(value: Any):
+def to_query(value: Any):
     """fMRIPrep's filter language: ``null`` = entity absent, ``"*"`` = any value."""
     from bids.layout import Query
 
@@ -74,7 +74,7 @@ def _to_query(value: Any):
     if value == "*":
         return Query.ANY
     if isinstance(value, list):
-        return [_to_query(v) for v in value]
+        return [to_query(v) for v in value]
     return value
 
 
@@ -109,7 +109,7 @@ def select_eeg_recordings(
         The filter file names an entity pybids does not know.
     """
     base = {"datatype": "eeg", "suffix": "eeg", "extension": list(EEG_EXTENSIONS)}
-    query = {k: _to_query(v) for k, v in dict((bids_filters or {}).get("eeg", {})).items()}
+    query = {k: to_query(v) for k, v in dict((bids_filters or {}).get("eeg", {})).items()}
     for key, labels in (
         ("subject", participant_label),
         ("session", session_label),

@@ -77,14 +77,14 @@ def pair_runs(
     """
     from bids.layout import Query
 
-    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, _to_query
+    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, to_query
 
     bold_kinds = {"datatype": "func", "suffix": "bold", "extension": [".nii", ".nii.gz"]}
     try:  # the BOLD runs the filter file allows (it may name pairing entities too)
         allowed = set(
             layout.get(
                 return_type="filename",
-                **{k: _to_query(v) for k, v in dict(bold_filters or {}).items()},
+                **{k: to_query(v) for k, v in dict(bold_filters or {}).items()},
                 **bold_kinds,
             )
         )

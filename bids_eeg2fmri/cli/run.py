@@ -270,7 +270,7 @@ def _preprocess(config, layout, selection) -> None:
             pair.eeg.name,
             f", BOLD {pair.bold.name}" if pair.bold else " (EEG only)",
         )
-    settings, card = config.workflow, None
+    settings = config.workflow
     if settings.model is not None:  # the model decides channels, windows, frequencies, grid
         card = _read_card(settings.model)
         settings = dataclasses.replace(
