@@ -16,7 +16,7 @@ from bids_eeg2fmri import __version__
 PROG = "bids-eeg2fmri"
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (exit code 2)."""
 
     def error(self, message: str):  # noqa: D102 - argparse API
@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bids-eeg2fmri`` parser."""
-    parser = _Parser(
+    parser = OneLineErrorParser(
         prog=PROG,
         description=(
             "Synthesize fMRI from EEG: find simultaneous EEG/BOLD runs in a BIDS dataset, "

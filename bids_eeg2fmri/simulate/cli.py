@@ -10,17 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bids_eeg2fmri import __version__
+from bids_eeg2fmri.cli.parser import OneLineErrorParser
 from bids_eeg2fmri.config import parse_non_negative_int, parse_positive_float, parse_positive_int
 from bids_eeg2fmri.errors import CannotCreateError, UsageError
 
 PROG = "bids-eeg2fmri-simulate"
 LOGGER = logging.getLogger("bids_eeg2fmri")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D102 - argparse API
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(UsageError.exit_code)
 
 
 def _argparse_type(parse):
@@ -42,7 +37,7 @@ _positive_float = _argparse_type(parse_positive_float)
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bids-eeg2fmri-simulate`` parser."""
-    p = _Parser(
+    p = OneLineErrorParser(
         prog=PROG,
         description="Write a simulated simultaneous EEG-fMRI BIDS dataset whose EEG band power "
         "drives BOLD in known voxels; the ground truth goes to OUTPUT_DIR/derivatives/simulation.",
