@@ -228,3 +228,12 @@ def test_interrupted_training_resumes_from_its_checkpoint(trained, tmp_path):
     resumed = train(runs, volumes, {}, **settings)
     assert len(resumed.history["loss"]) == 1  # epochs 1 and 2 came from the checkpoint
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
+
+
+def test_the_output_dataset_is_valid_bids(trained, tmp_path):
+    from bids_eeg2fmri.bidsio.validator import errors_of, run_validator
+
+    description = json.loads((trained / "dataset_description.json").read_text())
+    assert description["DatasetLinks"]["raw"].startswith("file://")
+    assert "models" in (trained / ".bidsignore").read_text().split()
+    assert errors_of(run_validator(trained, cache_dir=tmp_path / "deno")) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,10 +74,23 @@ def source_datasets(source_description: Mapping[str, Any]) -> list[dict[str, str
     return [entry]
 
 
+#: Files of the output dataset that BIDS does not describe (the validator would flag them).
+BIDSIGNORE = ("logs", "models", "sub-*/log", "*.html", "figures")
+
+
+def raw_link(output_dir: Path, bids_dir: Path) -> str:
+    """``DatasetLinks.raw``: the input, relative when the output is inside it."""
+    output_dir, bids_dir = Path(output_dir).resolve(), Path(bids_dir).resolve()
+    if bids_dir in output_dir.parents:
+        return Path(os.path.relpath(bids_dir, output_dir)).as_posix()
+    return bids_dir.as_uri()
+
+
 def derivative_description(
-    source_description: Mapping[str, Any], environ: Mapping[str, str]
+    source_description: Mapping[str, Any], environ: Mapping[str, str], raw: str | None = None
 ) -> dict[str, Any]:
-    """The ``dataset_description.json`` of our output dataset."""
+    """The ``dataset_description.json`` of our output dataset; ``raw`` resolves the
+    ``bids:raw:`` URIs of our sidecars (``DatasetLinks``)."""
     generated_by: dict[str, Any] = {
         "Name": PIPELINE_NAME,
         "Version": __version__,
@@ -95,6 +109,8 @@ def derivative_description(
     sources = source_datasets(source_description)
     if sources:
         description["SourceDatasets"] = sources
+    if raw:
+        description["DatasetLinks"] = {"raw": raw}
     if source_description.get("License"):
         description["License"] = source_description["License"]
     return description
@@ -136,8 +152,12 @@ def check_existing_output(output_dir: Path) -> None:
 def write_derivative_description(
     output_dir: Path, bids_dir: Path, environ: Mapping[str, str]
 ) -> Path:
-    """Write (atomically) the output's ``dataset_description.json``."""
+    """Write (atomically) the output's ``dataset_description.json`` and ``.bidsignore``."""
+    from bids_eeg2fmri.bidsio.files import write_text_atomic
+
     source = read_json(bids_dir / "dataset_description.json")
+    write_text_atomic(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
     return write_json_atomic(
-        output_dir / "dataset_description.json", derivative_description(source, environ)
+        output_dir / "dataset_description.json",
+        derivative_description(source, environ, raw_link(output_dir, bids_dir)),
     )
