@@ -39,3 +39,18 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write JSON (indented, UTF-8, newline-terminated) atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def nifti_image(data, affine, zooms):
+    """A NIfTI-1 image with its units (mm, s), zooms (incl. the TR of 4-D data) and
+    q/s-forms set to ``affine`` (scanner coordinates), as BIDS validators expect."""
+    import nibabel as nib
+    import numpy as np
+
+    affine = np.asarray(affine, dtype=float)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms(tuple(float(z) for z in zooms))
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img

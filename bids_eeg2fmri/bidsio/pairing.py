@@ -43,13 +43,27 @@ class RunPair:
         return dict(self.entities).get("session")
 
 
-def _scans_acq_times(path: Path) -> dict[str, str]:
-    """filename (relative to the sub/ses folder) -> acq_time, from the scans.tsv beside it."""
-    folder = path.parent.parent
+def scans_tsv(data_file: Path) -> Path:
+    """The ``scans.tsv`` that lists ``data_file`` (``sub-X[/ses-Y]/<datatype>/<file>``)."""
+    folder = Path(data_file).parent.parent  # sub-X or sub-X/ses-Y
     prefix = (
         folder.name if folder.name.startswith("sub-") else f"{folder.parent.name}_{folder.name}"
     )
-    scans = folder / f"{prefix}_scans.tsv"
+    return folder / f"{prefix}_scans.tsv"
+
+
+def bids_uri(path: Path, bids_dir: Path) -> str:
+    """``bids:raw:<relative path>`` for a file of the input dataset, else a file URI."""
+    try:
+        relative = Path(path).resolve().relative_to(Path(bids_dir).resolve())
+    except ValueError:
+        return Path(path).resolve().as_uri()
+    return f"bids:raw:{relative.as_posix()}"
+
+
+def _scans_acq_times(path: Path) -> dict[str, str]:
+    """filename (relative to the sub/ses folder) -> acq_time, from the scans.tsv beside it."""
+    scans = scans_tsv(path)
     if not scans.is_file():
         return {}
     with open(scans, newline="", encoding="utf-8") as handle:

@@ -88,30 +88,28 @@ class TrainResult:
     seconds: float
 
 
-class _Progress:
-    """Epoch, losses, elapsed and remaining time, in the log."""
+def _progress(epochs: int):
+    """A Keras callback logging epoch, losses, elapsed and remaining time."""
+    import keras
 
-    def __init__(self, epochs: int):
-        import keras
+    class Progress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.monotonic()
 
-        class Callback(keras.callbacks.Callback):
-            def on_train_begin(cb, logs=None):
-                cb.start = time.monotonic()
+        def on_epoch_end(self, epoch, logs=None):
+            elapsed = time.monotonic() - self.start
+            left = elapsed / (epoch + 1) * (epochs - epoch - 1)
+            values = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            LOGGER.info(
+                "epoch %d/%d: %s (%.0f s, about %.0f s left at most)",
+                epoch + 1,
+                epochs,
+                values,
+                elapsed,
+                left,
+            )
 
-            def on_epoch_end(cb, epoch, logs=None):
-                elapsed = time.monotonic() - cb.start
-                left = elapsed / (epoch + 1) * (epochs - epoch - 1)
-                values = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-                LOGGER.info(
-                    "epoch %d/%d: %s (%.0f s, about %.0f s left at most)",
-                    epoch + 1,
-                    epochs,
-                    values,
-                    elapsed,
-                    left,
-                )
-
-        self.callback = Callback()
+    return Progress()
 
 
 def train(
@@ -166,7 +164,7 @@ def train(
     train_data = make_dataset(runs, train_pairs, batch_size=batch_size, shuffle=True, seed=seed)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir)),
-        _Progress(epochs).callback,
+        _progress(epochs),
         *callbacks,
     ]
     validation_data = None

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri import CODE_URL, __version__
+from bids_eeg2fmri.bidsio.files import nifti_image
+from bids_eeg2fmri.bidsio.pairing import scans_tsv
 from bids_eeg2fmri.simulate.generator import (
     COUPLED_THRESHOLD,
     ENVELOPE_RATE,
@@ -228,23 +230,12 @@ def _fix_mat_header(path: Path) -> None:
             handle.write(f"MATLAB 5.0 MAT-file, written by {SIMULATOR}".encode().ljust(116))
 
 
-def _nifti(data: np.ndarray, affine: np.ndarray, zooms):
-    import nibabel as nib
-
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header.set_zooms(zooms)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return img
-
-
 def _write_bold(config, root, subject, session, entities, head: Head, data: RunData) -> Path:
     func = _subject_dir(root, subject, session) / "func"
     func.mkdir(parents=True, exist_ok=True)
     voxel = config.resolved_voxel_size()
     path = func / f"{entities}_bold.nii.gz"
-    _nifti(data.bold, head.affine, (*voxel, config.tr)).to_filename(path)
+    nifti_image(data.bold, head.affine, (*voxel, config.tr)).to_filename(path)
     meta = {
         "TaskName": config.task,
         "RepetitionTime": config.tr,
@@ -259,11 +250,7 @@ def _write_bold(config, root, subject, session, entities, head: Head, data: RunD
 
 def _add_scan(eeg_file: Path, bold_file: Path, acq_time: dt.datetime) -> None:
     """Add the BOLD run to scans.tsv with the EEG's acq_time (simultaneous recording)."""
-    folder = eeg_file.parent.parent  # sub-X or sub-X/ses-Y
-    prefix = (
-        folder.name if folder.name.startswith("sub-") else f"{folder.parent.name}_{folder.name}"
-    )
-    scans = folder / f"{prefix}_scans.tsv"
+    scans = scans_tsv(eeg_file)
     with open(scans, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     eeg_row = next(r for r in rows if r["filename"].endswith(eeg_file.name))
@@ -280,11 +267,11 @@ def _add_scan(eeg_file: Path, bold_file: Path, acq_time: dt.datetime) -> None:
 def _write_maps(anat: Path, subject: str, head: Head) -> None:
     anat.mkdir(parents=True, exist_ok=True)
     zooms = tuple(np.abs(np.diag(head.affine)[:3]))
-    _nifti(head.mask.astype(np.uint8), head.affine, zooms).to_filename(
+    nifti_image(head.mask.astype(np.uint8), head.affine, zooms).to_filename(
         anat / f"sub-{subject}_desc-brain_mask.nii.gz"
     )
     for name, weights in head.maps.items():
-        _nifti(weights.astype(np.float32), head.affine, zooms).to_filename(
+        nifti_image(weights.astype(np.float32), head.affine, zooms).to_filename(
             anat / f"sub-{subject}_label-{name}_probseg.nii.gz"
         )
 
@@ -296,7 +283,7 @@ def _write_run_truth(config, truth_root, subject, session, entities, head, data:
     raw_bold = (
         f"bids:raw:{_subject_dir(Path(), subject, session).as_posix()}/func/{entities}_bold.nii.gz"
     )
-    noiseless = _nifti(data.noiseless, head.affine, (*voxel, config.tr))
+    noiseless = nifti_image(data.noiseless, head.affine, (*voxel, config.tr))
     noiseless.set_data_dtype(np.int16)  # nibabel scales to the range: ~0.02 % steps, 1/2 the size
     noiseless.to_filename(func / f"{entities}_desc-noiseless_bold.nii.gz")
     _write_json(
@@ -309,7 +296,7 @@ def _write_run_truth(config, truth_root, subject, session, entities, head, data:
             "Sources": [raw_bold],
         },
     )
-    _nifti(data.noise_ceiling, head.affine, voxel).to_filename(
+    nifti_image(data.noise_ceiling, head.affine, voxel).to_filename(
         func / f"{entities}_noiseceiling.nii.gz"
     )
     _write_json(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.bidsio.files import write_atomic, write_json_atomic
-from bids_eeg2fmri.bidsio.pairing import RunPair
+from bids_eeg2fmri.bidsio.files import nifti_image, write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
 from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
 from bids_eeg2fmri.models.data import RunArrays, load_run_arrays, split_participants, time_split
 from bids_eeg2fmri.workflows.participant import _node_name, workflow_name
@@ -181,7 +181,7 @@ def synthesize(
             / (f"ses-{pair.session}" if pair.session else "")
             / "func"
         )
-        sources = [_uri(pair.eeg, bids_dir)]
+        sources = [bids_uri(pair.eeg, bids_dir)]
         meta = {
             "Description": f"BOLD synthesized from EEG by the model {card['name']} "
             f"({card['preset']}).",
@@ -192,10 +192,10 @@ def synthesize(
         if run.bold is not None:
             data, affine = to_source_space(z, run)
             tr = run.bold_info["tr"]
-            sources.append(_uri(pair.bold, bids_dir))
+            sources.append(bids_uri(pair.bold, bids_dir))
             meta.update(
                 RepetitionTime=tr,
-                SpatialReference=_uri(pair.bold, bids_dir),
+                SpatialReference=bids_uri(pair.bold, bids_dir),
                 Units="those of the source BOLD",
             )
             rows.append(evaluate_run(config, i, run, pair, data, plan))
@@ -348,20 +348,10 @@ def _fmt(value: float) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:.4f}"
 
 
-def _uri(path: Path, bids_dir: Path) -> str:
-    try:
-        return f"bids:raw:{Path(path).resolve().relative_to(Path(bids_dir).resolve()).as_posix()}"
-    except ValueError:
-        return Path(path).resolve().as_uri()
-
-
 def _write_nifti(path: Path, data: np.ndarray, affine, tr: float, meta: dict) -> None:
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(data, np.float32), np.asarray(affine))
-    img.header.set_xyzt_units("mm", "sec")
-    img.header.set_zooms((*img.header.get_zooms()[:3], float(tr)))
-    img.set_qform(np.asarray(affine), code=1)
-    img.set_sform(np.asarray(affine), code=1)
+    """A 4-D NIfTI on its grid with the TR in its header, and its sidecar (both atomic)."""
+    data = np.asarray(data, np.float32)
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    img = nifti_image(data, affine, (*zooms, tr))
     write_json_atomic(path.with_name(path.name.replace(".nii.gz", ".json")), meta)
     write_atomic(path, img.to_filename, suffix=".tmp.nii.gz")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bids_eeg2fmri import __version__
-from bids_eeg2fmri.bidsio.pairing import RunPair
+from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
 
 
 def workflow_name() -> str:
@@ -110,13 +110,7 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
     subject_dir = Path(f"sub-{pair.subject}")
     if pair.session:
         subject_dir = subject_dir / f"ses-{pair.session}"
-    sources = (
-        [f"bids:raw:{Path(pair.eeg).relative_to(bids_dir).as_posix()}"]
-        if _inside(pair.eeg, bids_dir)
-        else [Path(pair.eeg).as_uri()]
-    )
-    if pair.events_tsv:
-        sources.append(f"bids:raw:{Path(pair.events_tsv).relative_to(bids_dir).as_posix()}")
+    sources = [bids_uri(p, bids_dir) for p in (pair.eeg, pair.events_tsv) if p is not None]
     events = pe.Node(
         VolumeEvents(
             output_dir=str(output_dir),
@@ -155,11 +149,3 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir)}}
     return wf
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(Path(folder).resolve())
-    except ValueError:
-        return False
-    return True
