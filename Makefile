@@ -1,12 +1,13 @@
 # Two entry points for a fresh clone (see README.md):
-#   make demo   set up .venv, simulate the default dataset, train and apply the model on it
+#   make demo   set up .venv, simulate the default dataset, train and apply the model on it,
+#               then the group level; open demo/out/sub-*.html and demo/out/group.html
 #   make test   set up .venv (with the test extra) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean report-screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,14 +23,19 @@ demo: $(VENV)/.installed
 	@test -f $(DEMO)/data/dataset_description.json || \
 	  $(BIN)/bids-eeg2fmri-simulate $(DEMO)/data --seed 0
 	$(BIN)/bids-eeg2fmri $(DEMO)/data $(DEMO)/out participant -w $(DEMO)/work --train --epochs 5
-	@echo "Outputs: $(DEMO)/out; model and per-run evaluation in $(DEMO)/out/models/"
+	$(BIN)/bids-eeg2fmri $(DEMO)/data $(DEMO)/out group -w $(DEMO)/work
+	@echo "Reports: $(DEMO)/out/sub-*.html and $(DEMO)/out/group.html (open them in a browser)"
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check bids_eeg2fmri tests
 	$(BIN)/ruff format --check bids_eeg2fmri tests
+
+# PNG screenshots of the demo's reports with headless Chromium (Debian package chromium)
+report-screenshots:
+	tools/report_screenshots.sh $(DEMO)/out $(DEMO)/screenshots
 
 clean:
 	rm -rf $(DEMO) work .pytest_cache

@@ -42,6 +42,7 @@ PRESET_NAMES = (
     "variational",
     "compact",
     "compact-variational",
+    "compact-plain",
 )
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
@@ -100,6 +101,10 @@ class WorkflowSection:
     learning_rate: float = 0.002980911194116198  # the original's
     patience: int = 3
     compat_loss: bool = False
+    # explanations and yardsticks
+    lrp_volumes: int = 48  # volumes per run whose relevance is averaged (0: no LRP)
+    lrp_rule: str = "epsilon"  # or "zplus"
+    baselines: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ class RunConfig:
     execution: ExecutionSection
     run_uuid: str
 
+
+LRP_RULES = ("epsilon", "zplus")
 
 _SECTIONS: dict[str, type] = {
     "run": RunSection,
@@ -526,7 +533,15 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         learning_rate=convert("learning_rate", parse_positive_float, defaults.learning_rate),
         patience=convert("patience", parse_positive_int, defaults.patience),
         compat_loss=bool(opts.get("compat_loss", False)),
+        lrp_volumes=convert("lrp_volumes", parse_non_negative_int, defaults.lrp_volumes),
+        lrp_rule=str(opts.get("lrp_rule") or defaults.lrp_rule),
+        baselines=bool(opts.get("baselines", defaults.baselines)),
     )
+    if section.lrp_rule not in LRP_RULES:
+        raise UsageError(
+            f"--lrp-rule: unknown rule {section.lrp_rule!r}"
+            + _did_you_mean(section.lrp_rule, LRP_RULES)
+        )
     if section.preset not in PRESET_NAMES:
         raise UsageError(
             f"--preset: unknown preset {section.preset!r}"

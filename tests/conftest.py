@@ -28,6 +28,48 @@ def sim_copy(sim_dataset, tmp_path) -> Path:
     return Path(shutil.copytree(sim_dataset, tmp_path / "ds"))
 
 
+#: The trained-model fixtures: 3 participants (the third held out), 40 volumes, 12 channels.
+TINY = dict(n_volumes=40, n_channels=12, grid=(12, 13, 8))
+TRAIN = ["--train", "--epochs", "1", "--batch-size", "8", "--model-grid", "12", "13", "8"]
+
+
+def cli(bids, out, work, capsys, *extra):
+    """``participant`` without validation, one process."""
+    return run_cli(
+        [bids, out, "participant", "--skip-bids-validation", "-w", work, "--nprocs", "1", *extra],
+        capsys,
+    )
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    """A read-only simulated dataset for the trained-model tests."""
+    root = tmp_path_factory.mktemp("synth")
+    return simulate_dataset(SimulationConfig(n_participants=3, **TINY), root / "ds")
+
+
+@pytest.fixture(scope="session")
+def trained(dataset, tmp_path_factory) -> Path:
+    """OUTPUT_DIR of ``participant --train`` on :func:`dataset` (read-only: copy it to
+    change it). Modules using it share an xdist group, so it is trained once."""
+    from bids_eeg2fmri.cli.run import main
+
+    root = tmp_path_factory.mktemp("trained")
+    args = [
+        dataset,
+        root / "out",
+        "participant",
+        "--skip-bids-validation",
+        "-w",
+        root / "work",
+        "--nprocs",
+        "1",
+        *TRAIN,
+    ]
+    assert main([str(a) for a in args]) == 0
+    return root / "out"
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """SHA-256 of every file below ``root`` (and the set of folders), by relative path."""
     digest = {}

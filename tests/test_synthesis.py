@@ -11,46 +11,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import TINY, TRAIN, cli
 
 from bids_eeg2fmri.simulate.generator import SimulationConfig
 from bids_eeg2fmri.simulate.writer import simulate_dataset
 
-TINY = dict(n_volumes=40, n_channels=12, grid=(12, 13, 8))
-TRAIN = ["--train", "--epochs", "1", "--batch-size", "8", "--model-grid", "12", "13", "8"]
-
-
-def cli(bids, out, work, capsys, *extra):
-    return run_cli(
-        [bids, out, "participant", "--skip-bids-validation", "-w", work, "--nprocs", "1", *extra],
-        capsys,
-    )
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    return simulate_dataset(SimulationConfig(n_participants=3, **TINY), root / "ds")
-
-
-@pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
-    from bids_eeg2fmri.cli.run import main
-
-    root = tmp_path_factory.mktemp("trained")
-    args = [
-        dataset,
-        root / "out",
-        "participant",
-        "--skip-bids-validation",
-        "-w",
-        root / "work",
-        "--nprocs",
-        "1",
-        *TRAIN,
-    ]
-    assert main([str(a) for a in args]) == 0
-    return root / "out"
+pytestmark = pytest.mark.xdist_group("trained")
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -85,10 +51,13 @@ def test_training_writes_a_model_its_card_and_synthesized_bold(dataset, trained)
             f"bids:raw:sub-{sub}/eeg/sub-{sub}_task-rest_eeg.vhdr",
             f"bids:raw:sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz",
         ]
-    rows = read_tsv(trained / "models/compact_evaluation.tsv")
-    assert [r["split"] for r in rows] == ["train", "train", "holdout"]
-    for row in rows:
-        assert 0 < float(row["noise_ceiling_mean"]) < 1 and -1 <= float(row["r_mask_mean"]) <= 1
+    for sub, split in (("01", "train"), ("02", "train"), ("03", "holdout")):
+        rows = read_tsv(trained / f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_metrics.tsv")
+        model = [r for r in rows if r["method"] == "model"]
+        assert {r["split"] for r in model} <= {"train", "validation", "holdout"}
+        assert split in {r["split"] for r in model}
+        assert 0 < float(model[0]["noise_ceiling_mean"]) < 1
+        assert -1 <= float(model[0]["r_mask_mean"]) <= 1
 
 
 def test_applying_the_saved_model_reproduces_the_synthesis(dataset, trained, tmp_path, capsys):
@@ -106,8 +75,9 @@ def test_applying_the_saved_model_reproduces_the_synthesis(dataset, trained, tmp
         assert np.array_equal(
             nib.load(tmp_path / "out" / name).get_fdata(), nib.load(trained / name).get_fdata()
         )
-    rows = read_tsv(tmp_path / "out/models/compact_evaluation.tsv")
-    assert {r["split"] for r in rows} == {"applied"}
+    rows = read_tsv(tmp_path / "out/sub-01/func/sub-01_task-rest_desc-synth_metrics.tsv")
+    assert {r["split"] for r in rows} == {"applied"} and {r["method"] for r in rows} == {"model"}
+    assert {r["in_training"] for r in rows} == {"false"}
 
 
 def test_deterministic_training_gives_byte_identical_nifti(dataset, trained, tmp_path, capsys):

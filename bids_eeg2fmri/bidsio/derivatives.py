@@ -75,7 +75,34 @@ def source_datasets(source_description: Mapping[str, Any]) -> list[dict[str, str
 
 
 #: Files of the output dataset that BIDS does not describe (the validator would flag them).
-BIDSIGNORE = ("logs", "models", "sub-*/log", "*.html", "figures")
+BIDSIGNORE = (
+    "logs",
+    "models",
+    "sub-*/log",
+    "*.html",
+    "figures",
+    "sub-*/figures",
+    "*_metrics.tsv",
+    "*_metrics.json",
+    "*_statmap.nii.gz",
+    "*_statmap.json",
+    "*_relevance.tsv",
+    "*_relevance.json",
+    "*_relevance.nii.gz",
+    "*_graph.tsv",
+    "*_graph.json",
+)
+
+#: Every ``desc-`` label of our outputs (``descriptions.tsv``).
+DESCRIPTIONS = {
+    "volumes": "Onsets of the BOLD volumes on the EEG clock, as used to align the EEG.",
+    "synth": "BOLD synthesized from EEG by the model (and its metrics against the observed "
+    "BOLD, beside those of the baselines).",
+    "uncertainty": "The model's per-voxel uncertainty of the synthesized BOLD (Laplace scale).",
+    "corr": "Voxelwise temporal Pearson r of the synthesized and the observed BOLD.",
+    "lrp": "Layer-wise relevance propagation of the synthesized BOLD to the EEG input.",
+    "attention": "The model's topographical attention weights between EEG channels.",
+}
 
 
 def raw_link(output_dir: Path, bids_dir: Path) -> str:
@@ -157,7 +184,38 @@ def write_derivative_description(
 
     source = read_json(bids_dir / "dataset_description.json")
     write_text_atomic(output_dir / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
+    write_text_atomic(
+        output_dir / "descriptions.tsv",
+        "desc_id\tdescription\n" + "".join(f"desc-{k}\t{v}\n" for k, v in DESCRIPTIONS.items()),
+    )
     return write_json_atomic(
         output_dir / "dataset_description.json",
         derivative_description(source, environ, raw_link(output_dir, bids_dir)),
     )
+
+
+#: Not in the manifest: records of the run itself (dates, durations, host names).
+MANIFEST_EXCLUDES = ("logs/*", "models/*", "*.html", "figures/*", "sub-*/figures/*", "sub-*/log/*")
+
+
+def write_manifest(output_dir: Path) -> Path:
+    """``logs/outputs.sha256``: the SHA-256 of every derivative file, in the format of
+    ``sha256sum`` (``sha256sum -c`` checks it from OUTPUT_DIR), sorted by path.
+
+    Logs, reports, figures and the model files are left out: they record dates, durations
+    or the machine, so they differ between identical runs.
+    """
+    import fnmatch
+
+    from bids_eeg2fmri.bidsio.files import sha256, write_text_atomic
+
+    output_dir = Path(output_dir)
+    lines = []
+    for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(output_dir).as_posix()
+        if path.name.startswith(".") or any(
+            fnmatch.fnmatch(relative, pattern) for pattern in MANIFEST_EXCLUDES
+        ):
+            continue
+        lines.append(f"{sha256(path)}  {relative}\n")
+    return write_text_atomic(output_dir / "logs" / "outputs.sha256", "".join(lines))

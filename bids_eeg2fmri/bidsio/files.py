@@ -41,6 +41,17 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def nifti_image(data, affine, zooms):
     """A NIfTI-1 image with its units (mm, s), zooms (incl. the TR of 4-D data) and
     q/s-forms set to ``affine`` (scanner coordinates), as BIDS validators expect."""

@@ -247,6 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the original's batch-cross latent cosine term (for comparisons)",
     )
+    outputs = parser.add_argument_group("Evaluation and explanations")
+    outputs.add_argument(
+        "--lrp-volumes",
+        dest="lrp_volumes",
+        metavar="N",
+        help="volumes per run (evenly spaced) whose LRP relevance is averaged; 0 skips "
+        "the relevance maps (default: 48)",
+    )
+    outputs.add_argument(
+        "--lrp-rule",
+        dest="lrp_rule",
+        metavar="RULE",
+        help="LRP rule for dense and convolution layers: epsilon or zplus (default: epsilon)",
+    )
+    outputs.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="do not fit the mean-volume and ridge baselines beside a model trained here",
+    )
     wf.add_argument(
         "--config-file",
         dest="config_file",

@@ -254,7 +254,7 @@ def _preprocess(config, layout, selection) -> None:
     from bids_eeg2fmri.bidsio.pairing import pair_runs
     from bids_eeg2fmri.errors import DataError
     from bids_eeg2fmri.signals.eeg import EEGError, recording_eeg_channels
-    from bids_eeg2fmri.workflows.participant import init_participant_wf
+    from bids_eeg2fmri.workflows.participant import init_participant_wf, restore_volume_events
     from bids_eeg2fmri.workflows.runner import run_workflow
 
     pairs = pair_runs(
@@ -324,8 +324,16 @@ def _preprocess(config, layout, selection) -> None:
             f"{len(failures)} step(s) failed; first: {first.message} (crash report: "
             f"{first.crash_file})"
         )
+    restore_volume_events(
+        pairs,
+        work_dir=config.execution.work_dir,
+        output_dir=config.run.output_dir,
+        bids_dir=config.run.bids_dir,
+    )
     if settings.train or settings.model is not None:
         _model_steps(config, pairs)
+    _reports(config, sorted({p.subject for p in pairs}))
+    _manifest(config.run.output_dir)
     LOGGER.info(
         "Participant level done: %d run(s); outputs in %s", len(pairs), config.run.output_dir
     )
@@ -355,32 +363,79 @@ def _model_steps(config, pairs) -> None:
     from bids_eeg2fmri.workflows import modeling
 
     runs = modeling.collect_runs(pairs, config.execution.work_dir)
-    plan = None
+    plan = baselines = card_path = None
     try:
-        card_path = None
         if config.workflow.train:
             model, card, plan, card_path = modeling.train_model(config, runs, pairs)
+            if config.workflow.baselines:
+                from bids_eeg2fmri.workflows.evaluate import fit_baselines
+
+                baselines = fit_baselines(runs, plan)
         else:
             from bids_eeg2fmri.models.synthesis import load_model
 
             model, card = load_model(config.workflow.model)
-        rows = modeling.synthesize(config, model, card, runs, pairs, plan)
+            LOGGER.info("Baselines need training participants: none for a model trained elsewhere")
+        results = modeling.synthesize(config, model, card, runs, pairs, plan, baselines)
     except ValueError as err:
         raise DataError(str(err)) from None
-    if rows:
-        table = modeling.write_evaluation(config, rows, card["name"])
-        LOGGER.info("Synthesized vs observed BOLD, per run: %s", table)
-        if card_path is not None:  # a model trained here: its card gets the held-out metrics
-            modeling.add_holdout_metrics(card_path, table)
+    if card_path is not None:  # a model trained here: its card gets the held-out metrics
+        modeling.add_holdout_metrics(card_path, results)
+    for name, values in results.items():
+        LOGGER.info(
+            "%s (%s): r in the brain mask %s (model)%s",
+            name,
+            values["split"],
+            _show(values["r_mask_mean"]),
+            "".join(
+                f", {_show(b['r_mask_mean'])} ({m})"
+                for m, b in values["baselines"].items()
+                if b["r_mask_mean"] is not None
+            ),
+        )
+
+
+def _reports(config, subjects: list[str]) -> None:
+    """One HTML report per participant, built from the outputs on disk."""
+    from bids_eeg2fmri.reports.html import write_participant_report
+
+    for subject in subjects:
+        path = write_participant_report(
+            config.run.output_dir, subject, bids_dir=config.run.bids_dir
+        )
+        LOGGER.info("Report: %s", path)
+
+
+def _manifest(output_dir: Path) -> None:
+    from bids_eeg2fmri.bidsio.derivatives import write_manifest
+
+    LOGGER.info("Checksums of the outputs: %s", write_manifest(output_dir))
+
+
+def _show(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _group(config) -> None:
-    from bids_eeg2fmri.errors import NoInputError
+    from bids_eeg2fmri.errors import DataError, NoInputError
+    from bids_eeg2fmri.workflows.group import metrics_tables, write_group_metrics
 
-    raise NoInputError(
-        f"nothing to gather in {config.run.output_dir}: no participant-level outputs "
-        "(run the participant level first)"
-    )
+    output = config.run.output_dir
+    paths = metrics_tables(output, config.selection.participant_label)
+    if not paths:
+        raise NoInputError(
+            f"nothing to gather in {output}: no sub-*/func/*_desc-synth_metrics.tsv "
+            "(run the participant level with --train or --model first)"
+        )
+    try:
+        write_group_metrics(output, paths)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    from bids_eeg2fmri.reports.html import write_group_report
+
+    report = write_group_report(output)
+    _manifest(output)
+    LOGGER.info("Group level done: %d run table(s); report %s", len(paths), report)
 
 
 if __name__ == "__main__":  # pragma: no cover

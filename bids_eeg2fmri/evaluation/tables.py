@@ -76,7 +76,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     "r_mask_p90": {"Description": "90th percentile of the same r inside the mask."},
     "r_coupled_mean": {
         "Description": "Simulated data: mean r in the voxels the simulation couples to an "
-        "EEG source (n/a otherwise).",
+        "EEG source, 0 where the method is constant (n/a otherwise).",
     },
     "noise_ceiling_mean": {
         "Description": "Simulated data: mean r of the noiseless and the observed BOLD in the "
@@ -160,15 +160,18 @@ def temporal_metrics(
     """
     per_run = dict.fromkeys(RUN_COLUMNS, np.nan)
     if pred is None:
+        if ceiling is not None and np.isfinite(ceiling).any():  # a property of the run
+            per_run["noise_ceiling_mean"] = float(np.nanmean(ceiling))
         return per_run, None
     r = voxelwise_pearson(pred, obs).astype(np.float32)
     summary = summarize_r(r, np.asarray(mask, bool))
     per_run.update(r_mask_mean=summary["mean"], r_mask_median=summary["median"])
     per_run["r_mask_p90"] = summary["p90"]
     if ceiling is not None:
-        coupled = np.isfinite(ceiling) & np.isfinite(r)
+        coupled = np.isfinite(ceiling)
         if coupled.any():
-            r_coupled = float(np.mean(r[coupled]))
+            # a constant prediction (NaN r) in a coupled voxel explains nothing there: r = 0
+            r_coupled = float(np.mean(np.nan_to_num(r[coupled], nan=0.0)))
             ceil = float(np.mean(ceiling[coupled]))
             per_run.update(
                 r_coupled_mean=r_coupled,

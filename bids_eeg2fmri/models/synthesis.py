@@ -3,7 +3,6 @@ saving and loading models with their cards."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri import __version__
+from bids_eeg2fmri.bidsio.files import sha256
 from bids_eeg2fmri.errors import DataError, UsageError
 from bids_eeg2fmri.models.data import RunArrays
 
@@ -55,14 +55,6 @@ def to_source_space(z: np.ndarray, run: RunArrays) -> tuple[np.ndarray, np.ndarr
     native_affine = np.asarray(info["native_affine"])
     data = denormalize(z, mean, std)
     return resample(data, model_affine, native_affine, tuple(info["native_shape"])), native_affine
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def software_versions() -> dict[str, str]:

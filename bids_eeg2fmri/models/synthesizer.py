@@ -82,6 +82,8 @@ PRESETS: dict[str, Architecture] = {
 }
 # the compact network with the variational outputs: uncertainty maps on a CPU
 PRESETS["compact-variational"] = dataclasses.replace(PRESETS["compact"], variational=True)
+# the compact network without Fourier features and style: a plain encoder-decoder
+PRESETS["compact-plain"] = dataclasses.replace(PRESETS["compact"], fourier=None, style=None)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import numpy as np
 
 from bids_eeg2fmri.bidsio.files import nifti_image, write_atomic, write_json_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
-from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
 from bids_eeg2fmri.models.data import RunArrays, load_run_arrays, split_participants, time_split
 from bids_eeg2fmri.workflows.participant import _node_name, workflow_name
 
@@ -162,25 +161,35 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
 
 
 def synthesize(
-    config, model, card: dict, runs: list[RunArrays], pairs: list[RunPair], plan: dict | None
-) -> list[list[str]]:
-    """Write ``func/<entities>_desc-synth_bold.nii.gz`` (+ JSON) for every run, and return
-    the evaluation row of each run with BOLD (computed run by run: memory stays flat)."""
+    config,
+    model,
+    card: dict,
+    runs: list[RunArrays],
+    pairs: list[RunPair],
+    plan: dict | None,
+    baselines=None,
+) -> dict[str, dict]:
+    """Write ``func/<entities>_desc-synth_bold.nii.gz`` (+ JSON) for every run; for runs
+    with BOLD, the metrics of the model and the baselines against it; and the LRP outputs.
+
+    Runs are handled one at a time (memory stays flat). Returns, per run with BOLD, its
+    participant, split and the model's run-level metrics.
+    """
     import nibabel as nib
 
     from bids_eeg2fmri.models.synthesis import check_fits, predict_run, to_source_space
+    from bids_eeg2fmri.workflows import evaluate, explain
 
     output_dir, bids_dir = config.run.output_dir, config.run.bids_dir
-    rows = []
+    wf = config.workflow
+    results = {}
     for i, (run, pair) in enumerate(zip(runs, pairs, strict=True)):
         check_fits(card, run)
         z, scale = predict_run(model, run)
-        func = (
-            output_dir
-            / f"sub-{pair.subject}"
-            / (f"ses-{pair.session}" if pair.session else "")
-            / "func"
+        subject_dir = (
+            output_dir / f"sub-{pair.subject}" / (f"ses-{pair.session}" if pair.session else "")
         )
+        func = subject_dir / "func"
         sources = [bids_uri(pair.eeg, bids_dir)]
         meta = {
             "Description": f"BOLD synthesized from EEG by the model {card['name']} "
@@ -198,7 +207,6 @@ def synthesize(
                 SpatialReference=bids_uri(pair.bold, bids_dir),
                 Units="those of the source BOLD",
             )
-            rows.append(evaluate_run(config, i, run, pair, data, plan))
         else:
             data, affine = z, np.asarray(card["model_affine"])
             tr = card["tr"]
@@ -232,120 +240,66 @@ def synthesize(
                     "the synthesized BOLD (the model's uncertainty), in the same units.",
                 },
             )
-        LOGGER.info("Synthesized %s (%d volumes)", pair.name, z.shape[-1])
-    return rows
+        if run.bold is not None:
+            del data, scale
+            predictions = {"model": z}
+            if baselines is not None:
+                predictions.update(baselines.predict(run))
+            splits = evaluate.volume_splits(i, run.valid.size, plan)
+            summary = evaluate.write_run_metrics(
+                output_func=func,
+                pair=pair,
+                run=run,
+                predictions=predictions,
+                splits=splits,
+                bids_dir=bids_dir,
+                dummy_scans=wf.dummy_scans,
+            )
+            kept = splits[run.valid]
+            results[run.name] = {
+                "participant": run.subject,
+                "split": "holdout" if "holdout" in kept else str(kept[0]) if kept.size else "-",
+                **{k: _number(v) for k, v in summary["model"].items()},
+                "baselines": {
+                    m: {k: _number(v) for k, v in values.items()}
+                    for m, values in summary.items()
+                    if m != "model"
+                },
+            }
+            del predictions
+        if wf.lrp_volumes:
+            explain.write_relevance(
+                model,
+                card,
+                run,
+                pair,
+                subject_dir=subject_dir,
+                bids_dir=bids_dir,
+                n_volumes=wf.lrp_volumes,
+                rule=wf.lrp_rule,
+            )
+        LOGGER.info("Synthesized %s (%d volumes)", pair.name, run.valid.size)
+    return results
 
 
-EVALUATION_COLUMNS = (
-    "run",
-    "participant",
-    "split",
-    "volumes",
-    "r_mask_mean",
-    "r_mask_median",
-    "r_coupled_mean",
-    "noise_ceiling_mean",
-    "fraction_of_ceiling",
-)
-
-
-def evaluate_run(config, i: int, run: RunArrays, pair: RunPair, synth: np.ndarray, plan) -> list:
-    """Voxelwise r of synthesized and observed BOLD inside the brain mask and, for simulated
-    data, in the coupled voxels beside the simulator's noise ceiling (a row of the table)."""
-    import nibabel as nib
-
-    from bids_eeg2fmri.signals.bold import resample
-
-    split = next(
-        (k for k in ("train", "validation", "holdout") if plan and i in plan[k]), "applied"
-    )
-    held = plan is not None and i in plan["holdout"]
-    volumes = np.asarray(plan["holdout"][i]) if held else np.arange(run.valid.size)
-    volumes = volumes[run.valid[volumes]]
-    observed = np.asarray(nib.load(pair.bold).dataobj, dtype=np.float32)
-    observed = observed[..., config.workflow.dummy_scans :][..., volumes]
-    mask = np.asarray(nib.load(run.mask).dataobj, dtype=np.float32)
-    mask = (
-        resample(
-            mask,
-            np.asarray(run.bold_info["model_affine"]),
-            np.asarray(run.bold_info["native_affine"]),
-            tuple(run.bold_info["native_shape"]),
-        )
-        > 0.5
-    )
-    r = voxelwise_pearson(synth[..., volumes], observed)
-    row = [
-        run.name,
-        run.subject,
-        split,
-        str(volumes.size),
-        _fmt(np.nanmean(r[mask])),
-        _fmt(np.nanmedian(r[mask])),
-    ]
-    truth = config.run.bids_dir / "derivatives" / "simulation"
-    ceiling_file = (
-        truth
-        / pair.bold.parent.relative_to(config.run.bids_dir)
-        / (f"{pair.name}_noiseceiling.nii.gz")
-    )
-    if ceiling_file.is_file():
-        ceiling = np.asarray(nib.load(ceiling_file).dataobj)
-        coupled = np.isfinite(ceiling)
-        r_coupled, ceil = float(np.nanmean(r[coupled])), float(np.nanmean(ceiling[coupled]))
-        row += [_fmt(r_coupled), _fmt(ceil), _fmt(r_coupled / ceil)]
-    else:
-        row += ["n/a", "n/a", "n/a"]
-    return row
-
-
-def write_evaluation(config, rows: list[list[str]], name: str) -> Path:
-    """``models/<name>_evaluation.tsv`` and its sidecar."""
-    path = config.run.output_dir / "models" / f"{name}_evaluation.tsv"
-    text = "\n".join("\t".join(r) for r in [list(EVALUATION_COLUMNS), *rows]) + "\n"
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    write_json_atomic(path.with_suffix(".json"), EVALUATION_SIDECAR)
-    return path
-
-
-def add_holdout_metrics(card_path: Path, table: Path) -> None:
-    """Copy the held-out rows of the evaluation table into the model card."""
-    import csv
-
-    with open(table, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["split"] == "holdout"]
+def add_holdout_metrics(card_path: Path, results: dict[str, dict]) -> None:
+    """Copy the held-out runs' metrics (model and baselines) into the model card."""
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card["holdout_metrics"] = {
-        "table": table.name,
-        "runs": {r.pop("run"): {k: v for k, v in r.items() if k != "split"} for r in rows},
+        "tables": "sub-*/[ses-*/]func/*_desc-synth_metrics.tsv",
+        "runs": {
+            name: {k: v for k, v in values.items() if k != "split"}
+            for name, values in results.items()
+            if values["split"] == "holdout"
+        },
     }
     write_json_atomic(card_path, card)
 
 
-EVALUATION_SIDECAR = {
-    "run": {"Description": "Source entities of the run."},
-    "participant": {"Description": "Participant label."},
-    "split": {
-        "Description": "Use of the run's participant: train, validation, holdout "
-        "(or applied, for a model trained elsewhere)."
-    },
-    "volumes": {"Description": "Volumes compared (held-out ones only for a time split)."},
-    "r_mask_mean": {
-        "Description": "Mean voxelwise temporal Pearson r of synthesized and "
-        "observed BOLD inside the brain mask."
-    },
-    "r_mask_median": {"Description": "Median of the same."},
-    "r_coupled_mean": {"Description": "Mean r in the simulation's coupled voxels."},
-    "noise_ceiling_mean": {
-        "Description": "Mean r of the simulation's noiseless and observed "
-        "BOLD in the same voxels: the best a model can reach."
-    },
-    "fraction_of_ceiling": {"Description": "r_coupled_mean / noise_ceiling_mean."},
-}
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if not np.isfinite(value) else f"{value:.4f}"
+def _number(value: float) -> float | None:
+    """A JSON-safe number (None for NaN)."""
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else None
 
 
 def _write_nifti(path: Path, data: np.ndarray, affine, tr: float, meta: dict) -> None:

@@ -149,3 +149,40 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir)}}
     return wf
+
+
+def restore_volume_events(
+    pairs: Sequence[RunPair], *, work_dir: Path, output_dir: Path, bids_dir: Path
+) -> list[Path]:
+    """Rewrite the ``_desc-volumes_events.tsv`` of completed runs that OUTPUT_DIR lacks.
+
+    The nipype node that writes them is cached: after OUTPUT_DIR was emptied and the
+    work directory kept, a rerun executes nothing and would leave them out.
+    """
+    import numpy as np
+
+    from bids_eeg2fmri.bidsio.events import write_volume_events
+
+    written = []
+    for pair in pairs:
+        subject_dir = Path(output_dir) / f"sub-{pair.subject}"
+        if pair.session:
+            subject_dir = subject_dir / f"ses-{pair.session}"
+        path = subject_dir / "eeg" / f"{pair.name}_desc-volumes_events.tsv"
+        timing = Path(work_dir) / workflow_name() / _node_name(pair.name) / "volume_timing"
+        if path.is_file() or not (timing / "timing.npz").is_file():
+            continue
+        with np.load(timing / "timing.npz") as data:
+            written.append(
+                write_volume_events(
+                    path,
+                    onsets=data["onsets"],
+                    how=data["how"],
+                    tr=float(data["tr"]),
+                    sfreq=float(data["sfreq"]),
+                    sources=[
+                        bids_uri(p, bids_dir) for p in (pair.eeg, pair.events_tsv) if p is not None
+                    ],
+                )
+            )
+    return written

@@ -1,0 +1,100 @@
+"""The group level: every participant's metrics in one table, ``group_desc-synth_metrics.tsv``
+(+ JSON), one row per (participant, run, method)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bids_eeg2fmri.bidsio.files import write_atomic, write_json_atomic
+from bids_eeg2fmri.evaluation import tables
+
+LOGGER = logging.getLogger("bids_eeg2fmri")
+
+GROUP_TABLE = "group_desc-synth_metrics.tsv"
+
+
+def metrics_tables(output_dir: Path, participants: tuple[str, ...] = ()) -> list[Path]:
+    """The participant-level metrics tables in ``output_dir`` (optionally of some
+    participants only), sorted."""
+    found = sorted(Path(output_dir).glob("sub-*/**/func/*_desc-synth_metrics.tsv"))
+    if participants:
+        found = [p for p in found if p.relative_to(output_dir).parts[0][4:] in participants]
+    return found
+
+
+def gather_metrics(paths: list[Path]):
+    """One row per (participant, run, method): per-volume metrics averaged over the
+    run's volumes (its held-out ones when it has any), run-level metrics as they are.
+
+    Returns a pandas DataFrame.
+    """
+    import numpy as np
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        table = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+        missing = set(tables.COLUMNS) - set(table.columns)
+        if missing:
+            raise ValueError(f"{path}: not a metrics table (no column {sorted(missing)[0]})")
+        run = path.name.removesuffix("_desc-synth_metrics.tsv")
+        for method, rows in table.groupby("method", sort=False):
+            held = rows["split"] == "holdout"
+            chosen = rows[held] if held.any() else rows
+            row = {
+                "participant": run.split("_")[0].removeprefix("sub-"),
+                "run": run,
+                "method": method,
+                "split": "holdout" if held.any() else str(rows["split"].iloc[0]),
+                "in_training": "false" if held.any() else str(rows["in_training"].iloc[0]),
+                "n_volumes": len(chosen),
+            }
+            for column in tables.VOLUME_COLUMNS:
+                values = chosen[column].to_numpy(float)
+                finite = values[np.isfinite(values)]
+                row[column] = float(finite.mean()) if finite.size else np.nan
+            for column in tables.RUN_COLUMNS:
+                row[column] = float(rows[column].iloc[0])
+            frames.append(row)
+    return pd.DataFrame(frames)
+
+
+GROUP_COLUMNS = {
+    "participant": {"Description": "Participant label."},
+    "run": {"Description": "Source entities of the run."},
+    "method": tables.COLUMNS["method"],
+    "split": {
+        "Description": "holdout when the run has held-out volumes (then only those are "
+        "averaged), else the use of its volumes in training (train, validation, applied)."
+    },
+    "in_training": tables.COLUMNS["in_training"],
+    "n_volumes": {"Description": "Volumes averaged for the per-volume metrics."},
+    **{c: {**tables.COLUMNS[c]} for c in tables.VOLUME_COLUMNS},
+    **{c: tables.COLUMNS[c] for c in tables.RUN_COLUMNS},
+}
+for _column in tables.VOLUME_COLUMNS:
+    GROUP_COLUMNS[_column]["Description"] = (
+        "Mean over the run's averaged volumes of: " + GROUP_COLUMNS[_column]["Description"]
+    )
+
+
+def write_group_metrics(output_dir: Path, paths: list[Path]) -> Path:
+    """Write ``group_desc-synth_metrics.tsv`` and its sidecar; returns the table's path."""
+    frame = gather_metrics(paths)
+    path = Path(output_dir) / GROUP_TABLE
+    text = frame[list(GROUP_COLUMNS)].to_csv(
+        sep="\t", index=False, na_rep="n/a", float_format="%.6g", lineterminator="\n"
+    )
+    write_json_atomic(
+        path.with_suffix(".json"),
+        {
+            "Description": "Every participant's metrics of the synthesized and baseline BOLD "
+            "against the observed BOLD, one row per (participant, run, method).",
+            "Sources": [f"bids::{p.relative_to(output_dir).as_posix()}" for p in paths],
+            **GROUP_COLUMNS,
+        },
+    )
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    LOGGER.info("Group metrics of %d run table(s): %s", len(paths), path)
+    return path
