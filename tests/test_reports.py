@@ -410,7 +410,7 @@ def test_log_warnings_both_formats(tmp_path):
     assert [r["message"] for r in read_log_warnings(tmp_path, "01")] == ["plain format"]
 
 
-def test_band_relevance_sums_frequencies_and_lags():
+def test_band_relevance_sums_lags_and_averages_the_bins_of_a_band():
     table = pd.DataFrame(
         {
             "region": "volume",
@@ -421,7 +421,8 @@ def test_band_relevance_sums_frequencies_and_lags():
         }
     )
     bands = fig.band_relevance(table).set_index("band")["relevance"]
-    assert bands.to_dict() == {"delta": 3.0, "alpha": 7.0, "gamma": 5.0}  # 0.5 Hz: no band
+    # delta: bins 2 and 3.5 Hz (1 and 2) -> 1.5; alpha: one bin, lags 3 + 4; 0.5 Hz: no band
+    assert bands.to_dict() == {"delta": 1.5, "alpha": 7.0, "gamma": 5.0}
 
 
 def test_known_channels_is_case_insensitive():

@@ -585,7 +585,9 @@ def band_of(frequency: float, bands=BANDS) -> str | None:
 
 
 def band_relevance(relevance, *, bands=BANDS, by: Sequence[str] = ("region", "channel")):
-    """Sum relevance over the frequencies of each band (and over everything not in ``by``).
+    """Relevance per band: summed over everything not in ``by`` at each frequency, then
+    averaged over the frequency bins of the band (a density: bands span different numbers
+    of bins, and a sum would favour the wide ones, gamma above all).
 
     Parameters
     ----------
@@ -612,7 +614,8 @@ def band_relevance(relevance, *, bands=BANDS, by: Sequence[str] = ("region", "ch
     table["relevance"] = pd.to_numeric(table["relevance"], errors="coerce")
     table = table.dropna(subset=["band", "relevance"])
     keys = [*by, "band"]
-    return table.groupby(keys, observed=True, sort=False)["relevance"].sum().reset_index()
+    per_bin = table.groupby([*keys, "frequency"], observed=True, sort=False)["relevance"].sum()
+    return per_bin.groupby(level=keys, observed=True, sort=False).mean().reset_index()
 
 
 def _ordered_regions(regions) -> list[str]:

@@ -676,11 +676,12 @@ class _RunReport:
                 title,
                 self._figure("lrp", "relevance", "png"),
                 self.context,
-                f"Scalp maps of the relevance of each channel, summed over the frequencies of "
-                f"each band ({band_text}) and over all lags, averaged over the run's volumes. "
-                "Rows: the explained signal ('volume': the whole synthesized volume, then "
-                "regions). Red channels raised the synthesized signal, blue lowered it; each "
-                "row has its own symmetric colour scale."
+                f"Scalp maps of the relevance of each channel: summed over lags, averaged over "
+                f"the frequency bins of each band ({band_text}). Relevance here is the mean "
+                "absolute LRP relevance over the run's explained volumes: how much an input "
+                "moves the synthesized signal away from the prediction for the run's average "
+                "EEG spectrum, in either direction. Rows: the explained signal ('volume': the "
+                "whole synthesized volume, then regions); each row has its own colour scale."
                 + (
                     f" {len(dropped)} channel(s) without a template position are not drawn."
                     if dropped
@@ -1009,8 +1010,8 @@ def _group_relevance_items(output_dir: Path, context: _Context, pd) -> list[dict
             "Mean relevance across participants",
             context.figures / "group_desc-lrp_relevance.png",
             context,
-            f"Scalp maps of the LRP relevance, summed over the frequencies of each band and "
-            f"over lags, averaged over each participant's runs and then over {n} "
+            f"Scalp maps of the LRP relevance (mean absolute), summed over lags and averaged "
+            f"over the frequency bins of each band, then over each participant's runs and {n} "
             "participant(s). Rows: the explained signal ('volume': the whole synthesized "
             "volume, then regions); each row has its own symmetric colour scale. A pattern "
             "seen at group level is shared across people rather than the trait of one.",
