@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_atomic
+from bids_eeg2fmri.evaluation.tables import RUN_COLUMNS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,14 +39,7 @@ BANDS: tuple[tuple[str, float, float], ...] = (
 )
 
 #: Metrics of ``*_desc-synth_metrics.tsv`` that hold one value per run (repeated on rows).
-RUN_LEVEL_METRICS = (
-    "r_mask_mean",
-    "r_mask_median",
-    "r_mask_p90",
-    "r_coupled_mean",
-    "noise_ceiling_mean",
-    "fraction_of_ceiling",
-)
+RUN_LEVEL_METRICS = RUN_COLUMNS
 
 #: Axis labels of the metrics.
 METRIC_LABELS = {
