@@ -160,6 +160,7 @@ def train(
         models.training.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss={"synth": laplace_nll if arch.variational else mae_loss, "latent": latent_loss},
+            loss_weights={"synth": 1.0, "latent": float(getattr(arch, "latent_weight", 1.0))},
         )
     train_data = make_dataset(runs, train_pairs, batch_size=batch_size, shuffle=True, seed=seed)
     callbacks = [
