@@ -1,0 +1,96 @@
+"""LRP on simulated data: does the relevance of each source's region point at that source's
+channels and band? Ground truth: the simulator's lead field and source bands.
+
+The dataset is small for CI (3 participants x 150 volumes, 16 channels) with the default
+sources' BOLD coupling made 4 times stronger and every source at least 10 uV, so that the
+compact model learns the coupling in seconds; the relevance is read from the pipeline's
+own ``eeg/*_desc-lrp_relevance.tsv`` of the held-out participant.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from bids_eeg2fmri.evaluation.baselines import BANDS
+from bids_eeg2fmri.simulate.generator import SimulationConfig, make_head
+from bids_eeg2fmri.simulate.sources import DEFAULT_SOURCES
+from bids_eeg2fmri.simulate.writer import simulate_dataset
+
+pytestmark = pytest.mark.xdist_group("lrp-simulated")
+
+CONFIG = SimulationConfig(
+    n_participants=3,
+    n_volumes=150,
+    n_channels=16,
+    grid=(20, 22, 12),
+    sources=tuple(
+        dataclasses.replace(s, coupling=4 * s.coupling, amplitude_uv=max(s.amplitude_uv, 10.0))
+        for s in DEFAULT_SOURCES
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def relevance(tmp_path_factory) -> dict:
+    from bids_eeg2fmri.cli.run import main
+
+    root = tmp_path_factory.mktemp("lrp-sim")
+    bids = simulate_dataset(CONFIG, root / "ds")
+    args = [bids, root / "out", "participant", "--skip-bids-validation", "-w", root / "work"]
+    args += ["--train", "--epochs", "30", "--patience", "30", "--batch-size", "16"]
+    args += ["--model-grid", "20", "22", "12", "--no-baselines", "--nprocs", "2"]
+    assert main([str(a) for a in args]) == 0
+    table = defaultdict(float)  # (region, channel, frequency) -> relevance summed over lags
+    path = root / "out/sub-03/eeg/sub-03_task-rest_desc-lrp_relevance.tsv"  # held out
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            table[row["region"], row["channel"], float(row["frequency"])] += float(row["relevance"])
+    return table
+
+
+def _scores(table: dict, region: str):
+    channels = sorted({c for r, c, _ in table if r == region})
+    freqs = np.array(sorted({f for r, _, f in table if r == region}))
+    values = np.array([[table[region, c, f] for f in freqs] for c in channels])
+    return channels, freqs, values  # (channels, frequencies)
+
+
+def _strongest_channels(source: int, n: int = 3) -> list[str]:
+    head = make_head(CONFIG, 2)  # sub-03
+    order = np.argsort(np.abs(head.gains[:, source]))[::-1]
+    return [head.ch_names[i] for i in order[:n]]
+
+
+@pytest.mark.parametrize(
+    "source", range(len(DEFAULT_SOURCES)), ids=lambda i: CONFIG.sources[i].name
+)
+def test_each_region_is_explained_by_its_source_channels(relevance, source):
+    spec = CONFIG.sources[source]
+    channels, freqs, values = _scores(relevance, spec.name)
+    in_band = (freqs >= spec.band[0]) & (freqs < spec.band[1])
+    top = channels[int(np.argmax(values[:, in_band].sum(axis=1)))]
+    assert top in _strongest_channels(source), (spec.name, top)
+
+
+def test_the_alpha_region_is_explained_by_alpha_power(relevance):
+    # bands compared by their mean relevance per frequency bin (they span different numbers)
+    _, freqs, values = _scores(relevance, "alpha")
+    per_band = {
+        name: values[:, (freqs >= lo) & (freqs < hi)].mean()
+        for name, (lo, hi) in BANDS.items()
+        if ((freqs >= lo) & (freqs < hi)).any()
+    }
+    assert max(per_band, key=per_band.get) == "alpha", per_band
+    second = sorted(per_band.values())[-2]
+    assert per_band["alpha"] > 1.1 * second, per_band
+
+
+def test_the_relevance_table_covers_every_input(relevance):
+    regions = {r for r, _, _ in relevance}
+    assert regions == {"volume", *(s.name for s in CONFIG.sources)}
+    assert all(np.isfinite(v) and v >= 0 for v in relevance.values())
