@@ -135,7 +135,7 @@ def make_run(
         synth,
         {
             "Description": "BOLD synthesized from EEG by the model demo (noddi).",
-            "ModelSHA256": SHA,
+            "ModelDigest": SHA,
             "RepetitionTime": TR,
             "VolumesWithoutEEG": [0],
             "Sources": sources,
@@ -187,7 +187,7 @@ def fake(tmp_path) -> tuple[Path, Path]:
     card = {
         "name": "demo",
         "preset": "noddi",
-        "sha256": SHA,
+        "digest": SHA,
         "trainable_parameters": 12345,
         "training": {
             "participants": {"train": ["02"], "validation": [], "holdout": ["01"]},

@@ -46,7 +46,7 @@ def test_training_writes_a_model_its_card_and_synthesized_bold(dataset, trained)
         meta = json.loads(
             (trained / f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.json").read_text()
         )
-        assert meta["ModelSHA256"] == card["sha256"] and meta["SkullStripped"] is False
+        assert meta["ModelDigest"] == card["digest"] and meta["SkullStripped"] is False
         assert meta["Sources"] == [
             f"bids:raw:sub-{sub}/eeg/sub-{sub}_task-rest_eeg.vhdr",
             f"bids:raw:sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz",
@@ -80,12 +80,19 @@ def test_applying_the_saved_model_reproduces_the_synthesis(dataset, trained, tmp
     assert {r["in_training"] for r in rows} == {"false"}
 
 
-def test_deterministic_training_gives_byte_identical_nifti(dataset, trained, tmp_path, capsys):
+def test_deterministic_training_gives_identical_outputs(dataset, trained, tmp_path, capsys):
     code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, *TRAIN)
     assert code == 0, errors
     for sub in ("01", "02", "03"):
         name = f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_bold.nii.gz"
         assert (tmp_path / "out" / name).read_bytes() == (trained / name).read_bytes()
+    manifest = (tmp_path / "out/logs/outputs.sha256").read_text()
+    assert manifest == (trained / "logs/outputs.sha256").read_text()  # every derivative
+    assert "_desc-lrp_relevance.tsv" in manifest and "_desc-synth_metrics.tsv" in manifest
+    cards = [
+        json.loads((o / "models/compact.json").read_text()) for o in (trained, tmp_path / "out")
+    ]
+    assert cards[0]["digest"] == cards[1]["digest"]  # the saved files differ by their date
 
 
 def test_eeg_only_runs_are_synthesized_on_the_model_grid(dataset, trained, tmp_path, capsys):

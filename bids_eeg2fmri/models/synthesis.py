@@ -3,6 +3,7 @@ saving and loading models with their cards."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -82,8 +83,65 @@ def save_model(model, card: dict, models_dir: Path, name: str) -> tuple[Path, Pa
     tmp = models_dir / f".{name}.{os.getpid()}.tmp.keras"
     model.save(tmp)
     os.replace(tmp, final)
-    card = {**card, "name": name, "sha256": sha256(final), "software": software_versions()}
+    card = {
+        **card,
+        "name": name,
+        "sha256": sha256(final),
+        "digest": model_digest(final),
+        "software": software_versions(),
+    }
     return final, write_json_atomic(models_dir / f"{name}.json", card)
+
+
+def model_digest(path: Path) -> str:
+    """SHA-256 of what a ``.keras`` file holds, not of when it was saved.
+
+    The file's own hash changes at every save (``metadata.json`` has the date, the zip the
+    entries' times, ``config.json`` memory addresses as ``shared_object_id``): this digest
+    hashes every entry's name and bytes in order, without ``metadata.json`` and with the
+    config's ``shared_object_id`` values dropped and the weights read as arrays (HDF5
+    files hold object times too), so two identical trainings agree.
+    """
+    import zipfile
+
+    def scrub(node):
+        if isinstance(node, dict):
+            return {k: scrub(v) for k, v in node.items() if k != "shared_object_id"}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            if name == "metadata.json":
+                continue
+            data = archive.read(name)
+            if name == "config.json":
+                data = json.dumps(scrub(json.loads(data)), sort_keys=True).encode()
+            elif name.endswith(".h5"):
+                data = _h5_values(data)
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _h5_values(data: bytes) -> bytes:
+    """The datasets of an HDF5 file (name, dtype, shape, values), in name order, as bytes."""
+    import io
+
+    import h5py
+
+    parts = []
+    with h5py.File(io.BytesIO(data), "r") as handle:
+
+        def visit(name, node):
+            if isinstance(node, h5py.Dataset):
+                value = np.asarray(node[()])
+                header = f"{name}|{value.dtype.str}|{value.shape}".encode()
+                parts.append((name, header + b"\0" + value.tobytes()))
+
+        handle.visititems(visit)
+    return b"".join(part for _, part in sorted(parts))
 
 
 def load_model(path: Path):
@@ -114,6 +172,7 @@ def load_model(path: Path):
         raise UsageError(
             f"--model {path}: not a readable Keras model ({type(err).__name__}: {err})"
         ) from None
+    card.setdefault("digest", model_digest(path))  # cards written before the digest
     return model, card
 
 

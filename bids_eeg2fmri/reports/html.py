@@ -124,8 +124,8 @@ def write_participant_report(output_dir: Path, subject: str, *, bids_dir: Path) 
         report = _RunReport(run, context)
         summary_rows.append(report.summary_row())
         run_sections.append(report.section())
-        if report.meta.get("ModelSHA256"):
-            shas.add(report.meta["ModelSHA256"])
+        if report.meta.get("ModelDigest"):
+            shas.add(report.meta["ModelDigest"])
 
     summary: list[dict] = [
         _facts(
@@ -156,7 +156,7 @@ def write_participant_report(output_dir: Path, subject: str, *, bids_dir: Path) 
             _note(f"No outputs were found for sub-{label} in {output_dir}: nothing to report.")
         )
 
-    used = [c for c in context.cards if not shas or c.get("sha256") in shas]
+    used = [c for c in context.cards if not shas or c.get("digest") in shas]
     sections = [
         _section("summary", "Summary", summary),
         *run_sections,
@@ -386,7 +386,7 @@ class _RunReport:
         self.without_eeg = [int(v) for v in without if isinstance(v, int | float)]
         self._loaded = None
         self.card = next(
-            (c for c in context.cards if c.get("sha256") == self.meta.get("ModelSHA256")), None
+            (c for c in context.cards if c.get("digest") == self.meta.get("ModelDigest")), None
         )
 
     # -- summary --------------------------------------------------------------------

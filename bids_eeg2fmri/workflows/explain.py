@@ -138,7 +138,7 @@ def write_relevance(
             "run's average EEG spectrum (the reference: zero, features being z-scored per "
             f"run), over {chosen.size} volumes evenly spaced over the run.",
             "Sources": sources,
-            "ModelSHA256": card["sha256"],
+            "ModelDigest": card["digest"],
             "Volumes": chosen.tolist(),
             "region": {
                 "Description": "Where the explained output is: 'volume' (the whole "
@@ -197,7 +197,7 @@ def write_relevance(
                 b: [BANDS[b][0], min(BANDS[b][1], float(freqs.max()))] for b in band_names
             },
             "Sources": sources,
-            "ModelSHA256": card["sha256"],
+            "ModelDigest": card["digest"],
             "SkullStripped": False,
         },
     )
@@ -224,7 +224,7 @@ def write_relevance(
                 "which the model mixes every channel j into channel i (rows sum to 1), "
                 f"averaged over {chosen.size} volumes.",
                 "Sources": sources,
-                "ModelSHA256": card["sha256"],
+                "ModelDigest": card["digest"],
             },
         )
         write_atomic(path, lambda tmp: tmp.write_text("\n".join(rows) + "\n", encoding="utf-8"))

@@ -194,7 +194,7 @@ def synthesize(
         meta = {
             "Description": f"BOLD synthesized from EEG by the model {card['name']} "
             f"({card['preset']}).",
-            "ModelSHA256": card["sha256"],
+            "ModelDigest": card["digest"],
             "SkullStripped": False,
             "VolumesWithoutEEG": np.flatnonzero(~run.valid).tolist(),
         }
