@@ -204,6 +204,7 @@ def _run(config, *, command: list[str]) -> None:
         raise CannotCreateError(f"cannot write {config_path}: {err.strerror or err}") from None
     LOGGER.info("Configuration recorded in %s", config_path)
 
+    _set_threads(config.execution.omp_nthreads)
     if config.run.analysis_level == "participant":
         _participant(config)
     else:
@@ -404,6 +405,19 @@ def _reports(config, subjects: list[str]) -> None:
             config.run.output_dir, subject, bids_dir=config.run.bids_dir
         )
         LOGGER.info("Report: %s", path)
+
+
+def _set_threads(n: int) -> None:
+    """``--omp-nthreads``: threads of each process (BLAS/OpenMP of the nipype workers, which
+    inherit the environment, and TensorFlow's op pools, read when it is first imported)."""
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+    ):
+        os.environ[name] = str(n)
+    LOGGER.info("Threads per process: %d (--omp-nthreads)", n)
 
 
 def _manifest(output_dir: Path) -> None:
