@@ -39,3 +39,13 @@ report-screenshots:
 
 clean:
 	rm -rf $(DEMO) work .pytest_cache
+
+# The container test of .ci/run (root; podman and debootstrap come from apt): build the CPU
+# image offline from a debootstrap base, run it read-only, non-root, without network
+.PHONY: container-test lint-containers
+container-test:
+	tools/container_test.sh
+
+# hadolint, actionlint, shellcheck and spython on the container and CI files
+lint-containers: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/test_containers.py
