@@ -371,7 +371,10 @@ def _model_steps(config, pairs) -> None:
             if config.workflow.baselines:
                 from bids_eeg2fmri.workflows.evaluate import fit_baselines
 
-                baselines = fit_baselines(runs, plan)
+                try:
+                    baselines = fit_baselines(runs, plan)
+                except ValueError as err:  # too few volumes, say: the model's outputs stand
+                    LOGGER.warning("Baselines not fitted: %s", err)
         else:
             from bids_eeg2fmri.models.synthesis import load_model
 
