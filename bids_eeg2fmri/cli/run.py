@@ -204,7 +204,7 @@ def _run(config, *, command: list[str]) -> None:
         raise CannotCreateError(f"cannot write {config_path}: {err.strerror or err}") from None
     LOGGER.info("Configuration recorded in %s", config_path)
 
-    _set_threads(config.execution.omp_nthreads)
+    _set_threads(config.execution.omp_nthreads, config.execution.nprocs)
     if config.run.analysis_level == "participant":
         _participant(config)
     else:
@@ -410,17 +410,18 @@ def _reports(config, subjects: list[str]) -> None:
         LOGGER.info("Report: %s", path)
 
 
-def _set_threads(n: int) -> None:
-    """``--omp-nthreads``: threads of each process (BLAS/OpenMP of the nipype workers, which
-    inherit the environment, and TensorFlow's op pools, read when it is first imported)."""
-    for name in (
-        "OMP_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "TF_NUM_INTRAOP_THREADS",
-    ):
-        os.environ[name] = str(n)
-    LOGGER.info("Threads per process: %d (--omp-nthreads)", n)
+def _set_threads(omp_nthreads: int, nprocs: int) -> None:
+    """``--omp-nthreads`` threads for BLAS/OpenMP in each worker process (they inherit the
+    environment); TensorFlow, which runs alone in this process once the workflow is done,
+    gets the ``--nprocs`` CPUs (its pool size is read when it is first imported)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(omp_nthreads)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(nprocs)
+    LOGGER.info(
+        "Threads: %d per worker process (--omp-nthreads), %d for the model (--nprocs)",
+        omp_nthreads,
+        nprocs,
+    )
 
 
 def _manifest(output_dir: Path) -> None:
