@@ -228,7 +228,16 @@ def _dropped_note(figure, dropped: Sequence[str]) -> None:
         )
 
 
-def _topomap(ax, values: np.ndarray, info, limit: float):
+def _colour_scale(values: np.ndarray, limit: float) -> tuple[str, float, float]:
+    """Colour map and range: sequential from 0 for values that are never negative (the
+    mean absolute relevance), else diverging and symmetric around 0."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    if finite.size and finite.min() >= 0:
+        return "Reds", 0.0, limit
+    return _DIVERGING, -limit, limit
+
+
+def _topomap(ax, values: np.ndarray, info, limit: float, nonnegative: bool = False):
     import mne
 
     _, sphere = _template_positions()
@@ -239,8 +248,8 @@ def _topomap(ax, values: np.ndarray, info, limit: float):
             info,
             axes=ax,
             show=False,
-            cmap=_DIVERGING,
-            vlim=(-limit, limit),
+            cmap="Reds" if nonnegative else _DIVERGING,
+            vlim=(0.0, limit) if nonnegative else (-limit, limit),
             sphere=sphere,
             contours=4,
             sensors=len(values) <= 64,
@@ -655,11 +664,12 @@ def plot_relevance_topomaps(bands_table, *, path: Path, title: str | None = None
             if key in index and str(entry["band"]) in band_names:
                 maps[band_names.index(str(entry["band"])), index[key]] = entry["relevance"]
         limit = _symmetric_limit(maps)
+        nonnegative = _colour_scale(maps, limit)[1] == 0.0
         image = None
         for col, band in enumerate(band_names):
             ax = figure.add_subplot(grid[row, col])
             values = np.nan_to_num(maps[col], nan=0.0)
-            image = _topomap(ax, values, info, limit)
+            image = _topomap(ax, values, info, limit, nonnegative)
             if row == 0:
                 low, high = next((lo, hi) for n, lo, hi in BANDS if n == band)
                 span = f"{low:g}-{high:g} Hz" if np.isfinite(high) else f">= {low:g} Hz"
@@ -716,12 +726,12 @@ def plot_relevance_lags(relevance, *, path: Path) -> Path:
                 grid[band_names.index(str(entry["band"])), lags.index(entry["lag"])] = entry[
                     "relevance"
                 ]
-        limit = _symmetric_limit(grid)
+        cmap, vmin, vmax = _colour_scale(grid, _symmetric_limit(grid))
         image = ax.imshow(
-            grid, cmap=_DIVERGING, vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
+            grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
         )
         ax.set_yticks(range(len(band_names)), band_names, fontsize=8)
-        ax.set_xticks(range(len(lags)), [f"{lag:g}" for lag in lags], fontsize=8)
+        ax.set_xticks(range(len(lags)), [f"{lag:.0f}" for lag in lags], fontsize=8)
         ax.set_xlabel("lag before the volume onset (s)", fontsize=8)
         ax.set_title(region, fontsize=9)
         bar = figure.colorbar(image, ax=ax, fraction=0.05, pad=0.03)
