@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.bidsio.files import write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.files import write_json_atomic, write_tsv_atomic
 
 
 def read_event_markers(path: Path) -> tuple[list[str], np.ndarray]:
@@ -54,10 +54,10 @@ def write_volume_events(
     path: Path, *, onsets: np.ndarray, how: np.ndarray, tr: float, sfreq: float, sources: list[str]
 ) -> Path:
     """Write ``<entities>_desc-volumes_events.tsv`` and its JSON sidecar, atomically."""
-    lines = ["onset\tduration\ttrial_type\tsample\tvolume\tmarker"]
-    for volume, (onset, kind) in enumerate(zip(onsets, how, strict=True)):
-        sample = int(round(onset * sfreq))
-        lines.append(f"{onset:.6f}\t{tr:.6g}\tvolume\t{sample}\t{volume}\t{kind}")
-    text = "\n".join(lines) + "\n"
+    rows = [
+        [f"{onset:.6f}", f"{tr:.6g}", "volume", str(int(round(onset * sfreq))), str(v), kind]
+        for v, (onset, kind) in enumerate(zip(onsets, how, strict=True))
+    ]
     write_json_atomic(path.with_suffix(".json"), {**VOLUMES_SIDECAR, "Sources": sources})
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    header = ["onset", "duration", "trial_type", "sample", "volume", "marker"]
+    return write_tsv_atomic(path, header, rows)

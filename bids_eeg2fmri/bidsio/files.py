@@ -36,6 +36,12 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def write_tsv_atomic(path: Path, header: list[str], rows) -> Path:
+    """Write a BIDS TSV (header row, tab-separated rows of strings, UTF-8) atomically."""
+    lines = ["\t".join(header), *("\t".join(row) for row in rows)]
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write JSON (indented, UTF-8, newline-terminated) atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -65,3 +71,16 @@ def nifti_image(data, affine, zooms):
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     return img
+
+
+def write_nifti_atomic(path: Path, data, affine, meta: dict, *, step: float = 1.0) -> Path:
+    """A float32 NIfTI (``.nii.gz``) on ``affine``'s grid and its JSON sidecar, both
+    atomically; ``step`` is the 4th-axis zoom of 4-D data (the TR for BOLD)."""
+    import numpy as np
+    from nibabel.affines import voxel_sizes
+
+    data = np.asarray(data, np.float32)
+    zooms = tuple(voxel_sizes(np.asarray(affine, float)))
+    img = nifti_image(data, affine, zooms + ((step,) if data.ndim == 4 else ()))
+    write_json_atomic(path.with_name(path.name.replace(".nii.gz", ".json")), meta)
+    return write_atomic(path, img.to_filename, suffix=".tmp.nii.gz")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.bidsio.files import nifti_image, write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.files import write_json_atomic, write_nifti_atomic, write_tsv_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
 from bids_eeg2fmri.evaluation import tables
 from bids_eeg2fmri.models.data import RunArrays
@@ -32,40 +32,37 @@ class Baselines:
     """Fitted yardsticks (model grid, z-scores)."""
 
     mean_volume: np.ndarray  # (x, y, z)
-    ridge: object | None  # RidgeBaseline fitted on the voxels of ``voxels``
+    ridge: object  # RidgeBaseline fitted on the voxels of ``voxels``
     voxels: np.ndarray  # (x, y, z) bool: where the ridge predicts (the training masks' union)
-    band_names: tuple[str, ...]
-    alpha: float | None
 
     def predict(self, run: RunArrays) -> dict[str, np.ndarray]:
         """Each baseline's z-scored volumes for a run, (x, y, z, n_volumes), float32."""
         n = run.valid.size
-        out = {"mean-volume": np.repeat(self.mean_volume[..., None], n, axis=-1)}
-        if self.ridge is not None:
-            X, valid = _design(run)
-            ok = valid & run.valid
-            inside = np.zeros((int(self.voxels.sum()), n), np.float32)
-            if ok.any():
-                inside[:, ok] = self.ridge.predict(X[ok]).T
-            volumes = np.zeros((*self.voxels.shape, n), np.float32)
-            volumes[self.voxels] = inside
-            out["ridge"] = volumes
-        return out
+        X, valid, _ = _design(run)
+        ok = valid & run.valid
+        inside = np.zeros((int(self.voxels.sum()), n), np.float32)
+        if ok.any():
+            inside[:, ok] = self.ridge.predict(X[ok]).T
+        ridge = np.zeros((*self.voxels.shape, n), np.float32)
+        ridge[self.voxels] = inside
+        return {"mean-volume": np.repeat(self.mean_volume[..., None], n, axis=-1), "ridge": ridge}
 
 
-def _design(run: RunArrays) -> tuple[np.ndarray, np.ndarray]:
+def _design(run: RunArrays) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The ridge's regressors of a run, which volumes have them, and the bands used."""
     from bids_eeg2fmri.evaluation.baselines import band_power, hrf_design
 
     features = np.load(run.features, mmap_mode="r")
-    power, _ = band_power(features, np.asarray(run.features_info["frequencies"]))
-    return hrf_design(power, tr=float(run.features_info["tr"]), n_windows=run.n_windows)
+    power, bands = band_power(features, np.asarray(run.features_info["frequencies"]))
+    X, valid = hrf_design(power, tr=float(run.features_info["tr"]), n_windows=run.n_windows)
+    return X, valid, bands
 
 
 def fit_baselines(runs: list[RunArrays], plan: dict) -> Baselines:
     """Fit both baselines on the training volumes of ``plan`` (see ``plan_split``)."""
     import nibabel as nib
 
-    from bids_eeg2fmri.evaluation.baselines import RidgeBaseline, band_power, mean_volume
+    from bids_eeg2fmri.evaluation.baselines import RidgeBaseline, mean_volume
 
     train = plan["train"]
     volumes = [runs[i].targets()[..., np.asarray(v)] for i, v in train.items()]
@@ -74,23 +71,18 @@ def fit_baselines(runs: list[RunArrays], plan: dict) -> Baselines:
     for i in train:
         voxels |= np.asarray(nib.load(runs[i].mask).dataobj) > 0
 
-    def stack(part: dict) -> tuple[np.ndarray, np.ndarray]:
+    def stack(part: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
         xs, ys = [], []
         for i, chosen in part.items():
-            X, valid = _design(runs[i])
+            X, valid, bands = _design(runs[i])
             chosen = np.asarray(chosen)
             chosen = chosen[valid[chosen] & runs[i].valid[chosen]]
             xs.append(X[chosen])
-            ys.append(np.asarray(runs[i].targets()[voxels][:, chosen].T, np.float32))
-        return np.concatenate(xs), np.concatenate(ys)
+            ys.append(np.asarray(runs[i].targets()[..., chosen][voxels].T, np.float32))
+        return np.concatenate(xs), np.concatenate(ys), bands
 
-    X, Y = stack(train)
-    val = stack(plan["validation"]) if plan["validation"] else (None, None)
-    first = runs[next(iter(train))]
-    _, bands = band_power(
-        np.zeros((1, 1, len(first.features_info["frequencies"])), np.float32),
-        np.asarray(first.features_info["frequencies"]),
-    )
+    X, Y, bands = stack(train)
+    val = stack(plan["validation"])[:2] if plan["validation"] else (None, None)
     ridge = RidgeBaseline().fit(X, Y, *val)
     LOGGER.info(
         "Baselines fitted on %d training volumes: ridge on %d regressors (%s band power, "
@@ -101,7 +93,7 @@ def fit_baselines(runs: list[RunArrays], plan: dict) -> Baselines:
         ridge.alpha_,
         "the validation volumes" if val[0] is not None else "generalised cross-validation",
     )
-    return Baselines(mean, ridge, voxels, tuple(bands), float(ridge.alpha_))
+    return Baselines(mean, ridge, voxels)
 
 
 def observed_volumes(run: RunArrays, pair: RunPair, dummy_scans: int) -> np.ndarray:
@@ -194,16 +186,14 @@ def write_run_metrics(
         if method == "model":
             r_model = r
     table = output_func / f"{pair.name}_desc-synth_metrics.tsv"
-    header = list(tables.COLUMNS)
-    text = "\n".join("\t".join(row) for row in [header, *rows]) + "\n"
     write_json_atomic(table.with_suffix(".json"), _metrics_sidecar(pair, bids_dir, output_func))
-    write_atomic(table, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_tsv_atomic(table, list(tables.COLUMNS), rows)
     if r_model is not None:
-        affine = np.asarray(run.bold_info["native_affine"])
-        zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
         corr = output_func / f"{pair.name}_desc-corr_statmap.nii.gz"
-        write_json_atomic(
-            corr.with_name(corr.name.replace(".nii.gz", ".json")),
+        write_nifti_atomic(
+            corr,
+            r_model,
+            np.asarray(run.bold_info["native_affine"]),
             {
                 "Description": "Voxelwise temporal Pearson r of the synthesized and the "
                 "observed BOLD over the run's evaluated volumes (held-out ones when it has "
@@ -215,11 +205,6 @@ def write_run_metrics(
                 "Volumes": [int(v) for v in evaluated],
                 "SkullStripped": False,
             },
-        )
-        write_atomic(
-            corr,
-            nifti_image(r_model.astype(np.float32), affine, zooms).to_filename,
-            suffix=".tmp.nii.gz",
         )
     return summary
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.bidsio.files import nifti_image, write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.files import write_json_atomic, write_nifti_atomic, write_tsv_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
 from bids_eeg2fmri.models.data import RunArrays
 
@@ -113,15 +113,14 @@ def write_relevance(
     lags = (windows - 1 - np.arange(windows)) * tr  # window w ends this long before onset
     eeg_dir, func_dir = subject_dir / "eeg", subject_dir / "func"
     table = eeg_dir / f"{pair.name}_desc-lrp_relevance.tsv"
-    lines = ["region\tchannel\tfrequency\tlag\trelevance\tsigned_relevance"]
-    for r, region in enumerate(names):
-        for c, channel in enumerate(channels):
-            for f, freq in enumerate(freqs):
-                lines += [
-                    f"{region}\t{channel}\t{freq:.4f}\t{lags[w]:.4f}\t"
-                    f"{importance[r, c, f, w]:.6g}\t{signed[r, c, f, w]:.6g}"
-                    for w in range(windows)
-                ]
+    rows = [
+        [region, channel, f"{freq:.4f}", f"{lags[w]:.4f}"]
+        + [f"{importance[r, c, f, w]:.6g}", f"{signed[r, c, f, w]:.6g}"]
+        for r, region in enumerate(names)
+        for c, channel in enumerate(channels)
+        for f, freq in enumerate(freqs)
+        for w in range(windows)
+    ]
 
     sources = [bids_uri(pair.eeg, bids_dir)]
     rule_text = (
@@ -164,7 +163,8 @@ def write_relevance(
             },
         },
     )
-    write_atomic(table, lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"))
+    header = ["region", "channel", "frequency", "lag", "relevance", "signed_relevance"]
+    write_tsv_atomic(table, header, rows)
     written = [table]
 
     band_names = [b for b, (lo, hi) in BANDS.items() if ((freqs >= lo) & (freqs < hi)).any()]
@@ -183,10 +183,11 @@ def write_relevance(
             tuple(run.bold_info["native_shape"]),
         )
         affine = np.asarray(run.bold_info["native_affine"])
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     volume_path = func_dir / f"{pair.name}_desc-lrp_relevance.nii.gz"
-    write_json_atomic(
-        volume_path.with_name(volume_path.name.replace(".nii.gz", ".json")),
+    write_nifti_atomic(
+        volume_path,
+        voxels,
+        affine,
         {
             "Description": f"LRP ({rule_text}) per voxel: the absolute relevance of each "
             "frequency band of the EEG input (all channels and lags) for the voxel's "
@@ -201,22 +202,13 @@ def write_relevance(
             "SkullStripped": False,
         },
     )
-    write_atomic(
-        volume_path,
-        nifti_image(voxels.astype(np.float32), affine, (*zooms, 1.0)).to_filename,
-        suffix=".tmp.nii.gz",
-    )
     written.append(volume_path)
 
     graph = lrp.attention_graph(model, eeg)
     if graph is not None:
         mean = graph.mean(axis=0)
         path = eeg_dir / f"{pair.name}_desc-attention_graph.tsv"
-        rows = ["channel\t" + "\t".join(channels)]
-        rows += [
-            channel + "\t" + "\t".join(f"{w:.6g}" for w in mean[i])
-            for i, channel in enumerate(channels)
-        ]
+        rows = [[channel, *(f"{w:.6g}" for w in mean[i])] for i, channel in enumerate(channels)]
         write_json_atomic(
             path.with_suffix(".json"),
             {
@@ -227,7 +219,7 @@ def write_relevance(
                 "ModelDigest": card["digest"],
             },
         )
-        write_atomic(path, lambda tmp: tmp.write_text("\n".join(rows) + "\n", encoding="utf-8"))
+        write_tsv_atomic(path, ["channel", *channels], rows)
         written.append(path)
     LOGGER.info("Relevance of %s: %d volumes, %d regions", pair.name, chosen.size, len(names))
     return written

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bids_eeg2fmri.bidsio.files import write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.evaluation import tables
 
 LOGGER = logging.getLogger("bids_eeg2fmri")
@@ -95,6 +95,6 @@ def write_group_metrics(output_dir: Path, paths: list[Path]) -> Path:
             **GROUP_COLUMNS,
         },
     )
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, text)
     LOGGER.info("Group metrics of %d run table(s): %s", len(paths), path)
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.bidsio.files import nifti_image, write_atomic, write_json_atomic
+from bids_eeg2fmri.bidsio.files import write_json_atomic, write_nifti_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
 from bids_eeg2fmri.models.data import RunArrays, load_run_arrays, split_participants, time_split
 from bids_eeg2fmri.workflows.participant import _node_name, workflow_name
@@ -216,7 +216,9 @@ def synthesize(
                 Units="z-scores (no BOLD to take units from)",
             )
         meta["Sources"] = sources
-        _write_nifti(func / f"{pair.name}_desc-synth_bold.nii.gz", data, affine, tr, meta)
+        write_nifti_atomic(
+            func / f"{pair.name}_desc-synth_bold.nii.gz", data, affine, meta, step=tr
+        )
         if scale is not None:
             std = np.asarray(nib.load(run.std).dataobj) if run.bold is not None else 1.0
             spread = scale * (std[..., None] if run.bold is not None else 1.0)
@@ -229,16 +231,16 @@ def synthesize(
                     affine,
                     tuple(run.bold_info["native_shape"]),
                 )
-            _write_nifti(
+            write_nifti_atomic(
                 func / f"{pair.name}_desc-uncertainty_bold.nii.gz",
                 spread,
                 affine,
-                tr,
                 {
                     **meta,
                     "Description": "Per-voxel scale of the Laplace likelihood of "
                     "the synthesized BOLD (the model's uncertainty), in the same units.",
                 },
+                step=tr,
             )
         if run.bold is not None:
             del data, scale
@@ -300,12 +302,3 @@ def _number(value: float) -> float | None:
     """A JSON-safe number (None for NaN)."""
     value = float(value)
     return round(value, 6) if np.isfinite(value) else None
-
-
-def _write_nifti(path: Path, data: np.ndarray, affine, tr: float, meta: dict) -> None:
-    """A 4-D NIfTI on its grid with the TR in its header, and its sidecar (both atomic)."""
-    data = np.asarray(data, np.float32)
-    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    img = nifti_image(data, affine, (*zooms, tr))
-    write_json_atomic(path.with_name(path.name.replace(".nii.gz", ".json")), meta)
-    write_atomic(path, img.to_filename, suffix=".tmp.nii.gz")
