@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="architecture: compact (default; CPU and demo), noddi-tafp (the "
         "original's best), plain, attention, fourier, style-prior, variational, "
-        "compact-variational",
+        "compact-variational, compact-plain",
     )
     model.add_argument(
         "--model-name",
