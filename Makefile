@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: demo test lint clean report-screenshots
+.PHONY: demo test lint clean report-screenshots bench bench-quick
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -32,6 +32,15 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check bids_eeg2fmri tests
 	$(BIN)/ruff format --check bids_eeg2fmri tests
+
+# Every benchmark figure into benchmarks/RESULTS.md and results.json (under an hour on the
+# 2-core CI kind; installs the original package in benchmarks/.original-venv, which needs
+# network once); bench-quick: tiny sizes, a smoke run of the harness into a temporary folder
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench.py
+
+bench-quick: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench.py --quick
 
 # PNG screenshots of the demo's reports with headless Chromium (Debian package chromium)
 report-screenshots:

@@ -26,6 +26,7 @@ SCRIPTS = sorted(
     [
         *(ROOT / "tools").glob("*.sh"),
         *(ROOT / "singularity").glob("*.sh"),
+        *(ROOT / "benchmarks" / "original").glob("*.sh"),
         ROOT / ".ci" / "run",
     ]
 )
@@ -144,6 +145,7 @@ def test_the_scripts_tested_include_ours():
         "singularity/slurm_group.sh",
         "singularity/slurm_train_gpu.sh",
         "singularity/submit_slurm.sh",
+        "benchmarks/original/setup.sh",
     } <= names
 
 

@@ -1,0 +1,141 @@
+"""The benchmark harness: every figure of benchmarks/RESULTS.md in one run.
+
+    python benchmarks/bench.py            # full run (under an hour on the 2-core CI kind)
+    python benchmarks/bench.py --quick    # smoke run at tiny sizes (checks the harness)
+
+Sections: speed of each preset on arrays in memory (with FLOPs and this CPU's matmul
+throughput), the original eeg_to_fmri package on the same arrays, preprocessing of one hour
+of EEG, training memory on 5/10/20 participants, held-out quality against the baselines and
+the noise ceiling over 3 seeds, the README's demo, and the cost of a study derived from
+them. Writes RESULTS.md and results.json (the full run into benchmarks/, a quick run into
+its scratch folder unless --results-dir says otherwise). Every figure is measured in this
+run; ratios compare figures of this run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import common  # noqa: E402
+import pipeline  # noqa: E402
+import report  # noqa: E402
+import speed  # noqa: E402
+
+DEFAULT_PRESET = "compact"
+
+
+def machine() -> dict:
+    packages = (
+        "bids-eeg2fmri",
+        "tensorflow",
+        "keras",
+        "numpy",
+        "mne",
+        "nipype",
+        "pybids",
+        "nilearn",
+    )
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": common.cpu_model(),
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": common.memory_gib(),
+        "gpus": common.gpus(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a smoke run of the harness"
+    )
+    parser.add_argument("--results-dir", type=Path, help="where RESULTS.md and results.json go")
+    parser.add_argument(
+        "--scratch", type=Path, help="scratch folder (default: a new temporary one)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not install the original package"
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["models", "original", "preprocessing", "memory", "quality", "demo"],
+        help="a subset of the sections (default: all)",
+    )
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only rewrite RESULTS.md from a results.json"
+    )
+    args = parser.parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        (args.render.parent / "RESULTS.md").write_text(report.markdown(results))
+        return 0
+    root = args.scratch or Path(tempfile.mkdtemp(prefix="bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    ctx = common.Context(root=root, quick=args.quick)
+    results_dir = args.results_dir or (root if args.quick else Path(__file__).parent)
+    quick = args.quick
+    presets = (DEFAULT_PRESET,) if quick else (DEFAULT_PRESET, "noddi-tafp")
+    sections = {
+        "models": lambda: speed.models(ctx, presets) | {"spectra": speed.spectra(ctx)},
+        "original": lambda: speed.original(ctx, install=not args.no_install),
+        "preprocessing": lambda: pipeline.preprocessing(ctx),
+        "memory": lambda: pipeline.memory(ctx),
+        "quality": lambda: pipeline.quality(
+            ctx, (DEFAULT_PRESET,), (0,) if quick else (0, 1, 2), epochs=2 if quick else 10
+        ),
+        "demo": lambda: pipeline.demo(ctx),
+    }
+    results = {"quick": quick, "machine": machine(), "seconds": {}}
+    started = time.monotonic()
+    for name in args.sections:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        try:
+            results[name] = sections[name]()
+        except Exception as error:  # one failing section must not lose the others' figures
+            traceback.print_exc()
+            results[name] = {"failed": f"{type(error).__name__}: {error}"}
+        results["seconds"][name] = round(time.monotonic() - start, 1)
+        print(f"[bench] {name}: {results['seconds'][name]:.0f} s", file=sys.stderr, flush=True)
+    results["seconds"]["total"] = round(time.monotonic() - started, 1)
+    results["scale"] = report.scale(results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (results_dir / "RESULTS.md").write_text(report.markdown(results))
+    print(
+        f"[bench] wrote {results_dir / 'RESULTS.md'} in {results['seconds']['total']:.0f} s",
+        file=sys.stderr,
+    )
+    if not args.keep and not args.scratch:
+        shutil.rmtree(root, ignore_errors=True)
+    failed = [name for name in args.sections if "failed" in results.get(name, {})]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

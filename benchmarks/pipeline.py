@@ -1,0 +1,210 @@
+"""Benchmark sections that run the BIDS-App as users do: preprocessing speed, training
+memory against the number of participants, synthesis quality against the baselines and the
+noise ceiling, and the README's demo."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import Context, app, median, run, simulate
+
+TR = 2.16
+HELD_OUT = 4  # the last participants of the quality dataset, never trained on
+QUALITY_METRICS = (
+    "fraction_of_ceiling",
+    "r_coupled_mean",
+    "rmse_mask",
+    "ssim_original",
+    "ssim_mask",
+)
+
+
+def _shapes(ctx: Context) -> tuple[int, tuple[int, int, int]]:
+    """EEG channels and BOLD grid: NODDI's (the simulator's defaults), or small in quick mode."""
+    return (16, (20, 22, 12)) if ctx.quick else (64, (64, 64, 30))
+
+
+def _shape_options(ctx: Context) -> list[str]:
+    channels, grid = _shapes(ctx)
+    return ["--channels", str(channels), "--grid", *(str(n) for n in grid)]
+
+
+def preprocessing(ctx: Context) -> dict:
+    """Wall time and peak memory of the participant level (no model) on one hour of
+    EEG with its BOLD run, in a fresh work dir each time, with 1 and 2 processes."""
+    volumes = 120 if ctx.quick else 1667  # 1667 x 2.16 s = one hour
+    repeats = 1 if ctx.quick else 3
+    data = simulate(
+        ctx, "hour", "--participants", "1", "--volumes", str(volumes), *_shape_options(ctx)
+    )
+    hours = volumes * TR / 3600
+    figures: dict = {"eeg_hours": round(hours, 3), "volumes": volumes}
+    figures |= {"channels": _shapes(ctx)[0], "grid": _shapes(ctx)[1]}
+    for nprocs in (1, 2):
+        runs = [
+            app(
+                ctx,
+                data,
+                ctx.root / f"hour-out-{nprocs}-{i}",
+                "participant",
+                "-w",
+                str(ctx.root / f"hour-work-{nprocs}-{i}"),
+                "--nprocs",
+                str(nprocs),
+                sample_memory=True,
+            )
+            for i in range(repeats)
+        ]
+        wall = median([r["wall_s"] for r in runs])
+        figures[f"nprocs{nprocs}"] = {
+            "wall_s": [r["wall_s"] for r in runs],
+            "wall_s_median": round(wall, 1),
+            "s_per_eeg_hour": round(wall / hours, 1),
+            "peak_rss_mb_median": round(median([r["peak_rss_mb"] for r in runs])),
+        }
+    return figures
+
+
+def study_size(ctx: Context) -> tuple[int, int]:
+    """Participants and volumes per participant of the memory and quality dataset."""
+    return (6, 60) if ctx.quick else (20, 300)
+
+
+def study_dataset(ctx: Context) -> Path:
+    """The dataset of the memory and quality sections (20 participants x 300 volumes at
+    NODDI's shapes), preprocessed once into a shared work dir."""
+    count, volumes = study_size(ctx)
+    data = simulate(
+        ctx,
+        "study",
+        "--participants",
+        str(count),
+        "--volumes",
+        str(volumes),
+        "--seed",
+        "0",
+        *_shape_options(ctx),
+    )
+    prep = ctx.root / "study-prep"
+    if not prep.exists():
+        app(
+            ctx, data, prep, "participant", "-w", str(ctx.root / "study-work"), "--lrp-volumes", "0"
+        )
+    return data
+
+
+def memory(ctx: Context) -> dict:
+    """Peak memory of one epoch of ``participant --train`` (compact preset, batch 8) on the
+    first 5, 10 and 20 participants, each in a fresh process (/proc sampled every 0.2 s).
+
+    Anonymous memory is what the process allocated; the resident set also counts the pages
+    of the memory-mapped caches it read (reclaimable)."""
+    data = study_dataset(ctx)
+    figures = {}
+    for count in (2, 4, 6) if ctx.quick else (5, 10, 20):
+        labels = [f"{i:02d}" for i in range(1, count + 1)]
+        options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels, "--train"]
+        options += ["--epochs", "1", "--batch-size", "8", "--lrp-volumes", "0", "--no-baselines"]
+        figures[str(count)] = app(
+            ctx, data, ctx.root / f"memory-{count}", "participant", *options, sample_memory=True
+        )
+    return figures
+
+
+def _training_samples(log: Path) -> int:
+    found = re.search(r"Training on (\d+) samples", log.read_text(errors="replace"))
+    return int(found.group(1)) if found else 0
+
+
+def quality(ctx: Context, presets: tuple[str, ...], seeds: tuple[int, ...], epochs: int) -> dict:
+    """Held-out quality of each preset and seed, beside the baselines fitted in the same run.
+
+    ``participant --train`` on the first 16 participants, the last 4 held out (one more is
+    the validation participant, chosen by the app), then ``group``; figures are the mean
+    over held-out participants of the group table's rows."""
+    data = study_dataset(ctx)
+    count = 6 if ctx.quick else 16
+    labels = [f"{i:02d}" for i in range(1, count + 1)]
+    held = labels[-(2 if ctx.quick else HELD_OUT) :]
+    figures: dict = {"participants": count, "volumes": study_size(ctx)[1], "held_out": held}
+    figures |= {"epochs": epochs, "channels": _shapes(ctx)[0], "grid": _shapes(ctx)[1], "runs": {}}
+    for preset in presets:
+        for seed in seeds:
+            out = ctx.root / f"quality-{preset}-{seed}"
+            options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels]
+            options += [
+                "--train",
+                "--preset",
+                preset,
+                "--seed",
+                str(seed),
+                "--holdout-label",
+                *held,
+            ]
+            options += ["--epochs", str(epochs), "--batch-size", "8", "--learning-rate", "0.001"]
+            options += ["--lrp-volumes", "0"]
+            timing = app(ctx, data, out, "participant", *options)
+            app(ctx, data, out, "group", "-w", str(ctx.root / "study-work"))
+            table = pd.read_csv(out / "group_desc-synth_metrics.tsv", sep="\t", na_values="n/a")
+            rows = table[table["split"] == "holdout"]
+            card = json.loads(next((out / "models").glob("*.json")).read_text())
+            history = card["training"]["history"]
+            samples = _training_samples(out.with_name(out.name + "-participant.log"))
+            run_figures = {
+                "wall_s": timing["wall_s"],
+                "epochs_run": len(history["loss"]),
+                "training_s": card["training"]["seconds"],
+                "training_samples": samples,
+                "samples_per_s_end_to_end": round(
+                    samples * len(history["loss"]) / card["training"]["seconds"], 1
+                ),
+                "methods": {},
+            }
+            for method, group in rows.groupby("method"):
+                run_figures["methods"][method] = {
+                    m: None if group[m].isna().all() else round(float(group[m].mean()), 4)
+                    for m in QUALITY_METRICS
+                }
+            run_figures["noise_ceiling"] = round(float(rows["noise_ceiling_mean"].mean()), 4)
+            train_rows = table[(table["split"] == "train") & (table["method"] == "model")]
+            run_figures["model_train_fraction_of_ceiling"] = round(
+                float(train_rows["fraction_of_ceiling"].mean()), 4
+            )
+            figures["runs"][f"{preset}/seed{seed}"] = run_figures
+    return figures
+
+
+def demo(ctx: Context) -> dict:
+    """The three steps of ``make demo`` after installation, in a fresh folder."""
+    base = ctx.root / "demo"
+    data, out, work = base / "data", base / "out", base / "work"
+    steps = {
+        "simulate": run(
+            [ctx.bin("bids-eeg2fmri-simulate"), str(data), "--seed", "0"], log=base / "simulate.log"
+        ),
+        "participant": run(
+            [
+                ctx.bin("bids-eeg2fmri"),
+                str(data),
+                str(out),
+                "participant",
+                "-w",
+                str(work),
+                "--train",
+                "--epochs",
+                "5",
+            ],
+            log=base / "participant.log",
+        ),
+        "group": run(
+            [ctx.bin("bids-eeg2fmri"), str(data), str(out), "group", "-w", str(work)],
+            log=base / "group.log",
+        ),
+    }
+    figures = {name: step["wall_s"] for name, step in steps.items()}
+    figures["total"] = round(float(np.sum(list(figures.values()))), 1)
+    return figures

@@ -1,0 +1,231 @@
+"""Benchmark sections on arrays in memory: this machine's matmul throughput, each preset's
+FLOPs, training and synthesis speed at NODDI's shapes, the EEG spectra of one hour, and the
+original eeg_to_fmri package measured on the very same arrays in its own environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from common import Context, median
+
+EEG_SHAPE = (64, 134, 10)  # channels, frequency bins, windows: the original's model input
+GRID = (64, 64, 30)
+SFREQ, TR = 250.0, 2.16
+TRAIN_BATCH, SYNTH_BATCH = 4, 16  # the original's training batch; synthesis in batches of 16
+ORIGINAL = Path(__file__).parent / "original"
+
+
+def arrays(ctx: Context) -> Path:
+    """The arrays both packages are timed on (written once): model inputs and targets at
+    NODDI's shapes, and one hour of 64-channel EEG (a sum of sinusoids in noise, in volts)."""
+    path = ctx.root / "arrays.npz"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    n = 64
+    seconds = 60 if ctx.quick else 3600
+    t = np.arange(int(seconds * SFREQ)) / SFREQ
+    raw = 10e-6 * rng.standard_normal((64, t.size)).astype(np.float32)
+    raw += (20e-6 * np.sin(2 * np.pi * 10 * t)).astype(np.float32)
+    np.savez(
+        path,
+        eeg=rng.standard_normal((n, *EEG_SHAPE, 1)).astype(np.float32),
+        bold=rng.standard_normal((n, *GRID, 1)).astype(np.float32),
+        raw=raw,
+        sfreq=np.float64(SFREQ),
+        tr=np.float64(TR),
+    )
+    return path
+
+
+def matmul_gflops(repeats: int = 3, size: int = 2048, steps: int = 10) -> float:
+    """Median float32 matmul throughput of TensorFlow on this machine (GFLOP/s)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.linalg.matmul(a, b).numpy()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            c = tf.linalg.matmul(a, b)
+        c.numpy()
+        rates.append(2 * size**3 * steps / (time.perf_counter() - start) / 1e9)
+    return round(median(rates), 1)
+
+
+def forward_flops(model, input_shapes) -> int:
+    """Floating-point operations of one forward pass of ``model`` on one sample, counted by
+    TensorFlow's profiler on the traced graph (convolutions, matmuls, element-wise ops)."""
+    import tensorflow as tf
+    from tensorflow.python.profiler.model_analyzer import profile
+    from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
+
+    specs = [tf.TensorSpec((1, *shape), tf.float32) for shape in input_shapes]
+
+    @tf.function
+    def forward(*inputs):
+        return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+
+    graph = forward.get_concrete_function(*specs).graph
+    options = (
+        ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    )
+    return int(profile(graph, options=options).total_float_ops)
+
+
+def models(ctx: Context, presets: tuple[str, ...]) -> dict:
+    """Training samples/s (``train_on_batch``, batch 4) and synthesis volumes/s
+    (``predict``, batch 16) of each preset on the shared arrays; FLOPs per sample and the
+    fraction of the matmul throughput that training reaches (training ~ 3 x forward)."""
+    import tensorflow as tf
+
+    data = np.load(arrays(ctx))
+    figures: dict = {
+        "devices": [d.device_type for d in tf.config.list_logical_devices()],
+        "matmul_gflops": matmul_gflops(1 if ctx.quick else 3),
+    }
+    for preset in presets:
+        with tf.device("/CPU:0"):
+            figures[preset] = _preset_speed(
+                ctx, preset, data["eeg"], data["bold"], figures["matmul_gflops"]
+            )
+    if tf.config.list_logical_devices("GPU"):
+        with tf.device("/GPU:0"):
+            figures["gpu"] = {
+                p: _preset_speed(ctx, p, data["eeg"], data["bold"], None) for p in presets
+            }
+    return figures
+
+
+def _preset_speed(
+    ctx: Context, preset: str, eeg: np.ndarray, bold: np.ndarray, gflops: float | None
+) -> dict:
+    import keras
+
+    from bids_eeg2fmri.models.synthesizer import PRESETS, build_models, count_trainable
+    from bids_eeg2fmri.models.training import latent_loss, mae_loss
+
+    steps, repeats = (2, 1) if ctx.quick else (10, 3)
+    built = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID)
+    built.training.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss={"synth": mae_loss, "latent": latent_loss}
+    )
+    x, y = eeg[:TRAIN_BATCH], bold[:TRAIN_BATCH]
+    zero = np.zeros(TRAIN_BATCH, np.float32)
+    for _ in range(2):  # tracing
+        built.training.train_on_batch([x, y], [y, zero])
+    train_rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            built.training.train_on_batch([x, y], [y, zero])
+        train_rates.append(TRAIN_BATCH * steps / (time.perf_counter() - start))
+    # the product's path: Keras fit on a tf.data pipeline (here from memory, not the caches)
+    import tensorflow as tf
+
+    targets = (bold, np.zeros(len(bold), np.float32))
+    data = tf.data.Dataset.from_tensor_slices(((eeg, bold), targets)).repeat()
+    data = data.batch(TRAIN_BATCH).prefetch(2)
+    built.training.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # tracing
+    fit_rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        built.training.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        fit_rates.append(TRAIN_BATCH * steps / (time.perf_counter() - start))
+    built.synthesis.predict(eeg[:SYNTH_BATCH], batch_size=SYNTH_BATCH, verbose=0)
+    synth_rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        built.synthesis.predict(eeg, batch_size=SYNTH_BATCH, verbose=0)
+        synth_rates.append(len(eeg) / (time.perf_counter() - start))
+    training_flops = 3 * forward_flops(built.training, [(*EEG_SHAPE, 1), (*GRID, 1)])
+    figures = {
+        "trainable_parameters": count_trainable(built.training),
+        "train_samples_per_s": round(median(train_rates), 2),
+        "fit_samples_per_s": round(median(fit_rates), 2),
+        "synthesis_volumes_per_s": round(median(synth_rates), 1),
+        "synthesis_mflop_per_volume": round(
+            forward_flops(built.synthesis, [(*EEG_SHAPE, 1)]) / 1e6, 1
+        ),
+        "training_mflop_per_sample": round(training_flops / 1e6, 1),
+    }
+    if gflops:
+        figures["training_fraction_of_matmul"] = round(
+            median(train_rates) * training_flops / 1e9 / gflops, 4
+        )
+    keras.backend.clear_session()
+    return figures
+
+
+def spectra(ctx: Context) -> dict:
+    """Our EEG features of the shared hour (Hann-tapered spectra of every TR window, log
+    and z-scored), the step the original does with its STFT; median seconds."""
+    from bids_eeg2fmri.signals import features
+
+    data = np.load(arrays(ctx))
+    raw, sfreq, tr = data["raw"], float(data["sfreq"]), float(data["tr"])
+    n_volumes = int(raw.shape[1] / sfreq / tr) - features.DEFAULT_N_WINDOWS
+    onsets = tr * (features.DEFAULT_N_WINDOWS + np.arange(n_volumes))
+    bins = features.frequency_bins(tr, sfreq)
+    seconds = []
+    for _ in range(1 if ctx.quick else 3):
+        start = time.perf_counter()
+        ends = features.window_ends(onsets, tr=tr, n_windows=features.DEFAULT_N_WINDOWS)
+        psd = features.window_spectra(
+            raw, sfreq, ends, n_samples=features.window_samples(tr, sfreq), bins=bins
+        )
+        features.model_inputs(features.standardize(psd), features.DEFAULT_N_WINDOWS)
+        seconds.append(time.perf_counter() - start)
+    hours = raw.shape[1] / sfreq / 3600
+    return {
+        "eeg_hours": round(hours, 3),
+        "seconds": round(median(seconds), 2),
+        "s_per_eeg_hour": round(median(seconds) / hours, 2),
+    }
+
+
+def original(ctx: Context, *, install: bool) -> dict:
+    """The original package (eeg-to-fmri 0.0.9, Python 3.10, TensorFlow 2.9) timed by its
+    own training step, synthesis and STFT on the shared arrays (benchmarks/original/)."""
+    venv = Path(os.environ.get("ORIGINAL_VENV", Path(__file__).parent / ".original-venv"))
+    python = venv / "bin" / "python"
+    if install and not python.exists():
+        log = ctx.root / "original-setup.log"
+        with log.open("w") as out:
+            done = subprocess.run(
+                ["bash", str(ORIGINAL / "setup.sh"), str(venv)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if done.returncode:
+            return {
+                "skipped": f"benchmarks/original/setup.sh failed (exit {done.returncode}); "
+                f"see {log}"
+            }
+    if not python.exists():
+        return {"skipped": f"no environment at {venv}: run benchmarks/original/setup.sh"}
+    result = ctx.root / "original.json"
+    argv = [
+        str(python),
+        str(ORIGINAL / "measure.py"),
+        "--arrays",
+        str(arrays(ctx)),
+        "--out",
+        str(result),
+    ]
+    argv += ["--steps", "2", "--repeats", "1"] if ctx.quick else ["--steps", "10", "--repeats", "3"]
+    log = ctx.root / "original.log"
+    with log.open("w") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        return {
+            "skipped": f"benchmarks/original/measure.py failed (exit {done.returncode}); see {log}"
+        }
+    return json.loads(result.read_text())

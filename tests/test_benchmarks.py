@@ -1,0 +1,149 @@
+"""The benchmark harness's arithmetic and verdicts (benchmarks/report.py) on made-up figures:
+the targets it declares met or missed, the ours/original ratios, and the study's cost.
+Running the harness itself is `make bench-quick` (minutes), not a test."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+report = pytest.importorskip("report")
+
+
+def _run(model: float, ridge: float, *, rmse_model: float = 0.9) -> dict:
+    return {
+        "wall_s": 1000.0,
+        "training_s": 400.0,
+        "epochs_run": 8,
+        "training_samples": 3000,
+        "samples_per_s_end_to_end": 60.0,
+        "noise_ceiling": 0.65,
+        "model_train_fraction_of_ceiling": 0.9,
+        "methods": {
+            "model": {"fraction_of_ceiling": model, "rmse_mask": rmse_model},
+            "ridge": {"fraction_of_ceiling": ridge, "rmse_mask": 0.95},
+            "mean-volume": {"fraction_of_ceiling": None, "rmse_mask": 1.0},
+        },
+    }
+
+
+RESULTS = {
+    "quick": False,
+    "machine": {
+        "command": "python benchmarks/bench.py",
+        "date": "2026-11-25",
+        "cpu": "CPU",
+        "cores": 2,
+        "memory_gib": 8,
+        "gpus": [],
+        "python": "3.11",
+        "versions": {"tensorflow": "2.21"},
+    },
+    "seconds": {"total": 3000.0},
+    "preprocessing": {
+        "volumes": 1667,
+        "eeg_hours": 1.0,
+        "channels": 64,
+        "grid": [64, 64, 30],
+        "nprocs1": {"wall_s_median": 20.0, "s_per_eeg_hour": 20.0, "peak_rss_mb_median": 1000},
+        "nprocs2": {"wall_s_median": 12.0, "s_per_eeg_hour": 12.0, "peak_rss_mb_median": 1000},
+    },
+    "quality": {
+        "participants": 16,
+        "volumes": 300,
+        "held_out": ["13", "14", "15", "16"],
+        "epochs": 8,
+        "channels": 64,
+        "grid": [64, 64, 30],
+        "runs": {f"compact/seed{s}": _run(0.85, 0.7) for s in range(3)},
+    },
+    "models": {
+        "devices": ["CPU"],
+        "matmul_gflops": 200.0,
+        "noddi-tafp": {
+            "trainable_parameters": 44_741_047,
+            "train_samples_per_s": 18.0,
+            "fit_samples_per_s": 24.0,
+            "synthesis_volumes_per_s": 400.0,
+            "synthesis_mflop_per_volume": 146.2,
+            "training_mflop_per_sample": 2000.0,
+            "training_fraction_of_matmul": 0.18,
+        },
+        "spectra": {"eeg_hours": 1.0, "seconds": 0.5, "s_per_eeg_hour": 0.5},
+    },
+    "original": {
+        "train_samples_per_s": 6.0,
+        "train_step_samples_per_s": 9.0,
+        "synthesis_volumes_per_s": 100.0,
+        "stft_seconds_per_hour_64ch": 2.0,
+    },
+}
+
+
+def test_targets_met_are_reported_met():
+    results = copy.deepcopy(RESULTS)
+    assert report.quality_checks(results) == {"ceiling": True, "ridge": True, "mean-volume": True}
+    results["original"]["stft_seconds_per_hour_64ch"] = 5.0  # 10x ours
+    results["original"]["train_step_samples_per_s"] = 5.0  # 3.6x
+    text = report.markdown(results | {"scale": report.scale(results)})
+    assert "**no**" not in text
+    assert "What limits the default model" not in text
+
+
+def test_one_seed_below_the_ceiling_or_the_ridge_fails_the_target_and_is_explained():
+    results = copy.deepcopy(RESULTS)
+    results["quality"]["runs"]["compact/seed1"] = _run(0.5, 0.7)
+    checks = report.quality_checks(results)
+    assert checks == {"ceiling": False, "ridge": False, "mean-volume": True}
+    text = report.markdown(results | {"scale": report.scale(results)})
+    assert "**no**" in text
+    assert "What limits the default model" in text
+    assert "0.500-0.850" in text  # the spread over seeds, not only the median
+
+
+def test_a_model_worse_than_the_mean_volume_in_rmse_fails():
+    results = copy.deepcopy(RESULTS)
+    results["quality"]["runs"]["compact/seed0"] = _run(0.9, 0.7, rmse_model=1.1)
+    assert report.quality_checks(results)["mean-volume"] is False
+
+
+def test_ratios_are_ours_over_the_original_with_their_targets():
+    ratios = report.ratios(RESULTS)
+    assert ratios["training steps (train_on_batch / train_step) at noddi-tafp"] == pytest.approx(
+        (2.0, 3)
+    )
+    assert ratios["training loops (Keras fit / train.train) at noddi-tafp"] == pytest.approx(
+        (4.0, 3)
+    )
+    assert ratios["synthesis volumes/s at noddi-tafp"] == pytest.approx((4.0, 2))
+    assert ratios["EEG spectra of an hour (speed)"] == pytest.approx((4.0, 5))
+    text = report.markdown(RESULTS | {"scale": report.scale(RESULTS)})
+    assert "2.0x: **no**" in text  # one step at a time misses its 3x
+    assert "4.0x: yes" in text
+
+
+def test_the_study_cost_follows_from_the_measured_rates():
+    scale = report.scale(RESULTS)
+    study = scale["study"]
+    assert study["volumes"] == 100 * 2 * int(600 / 2.16)
+    cpu, cluster = scale["two_core_machine"], scale["slurm_cluster"]
+    assert cpu["preprocess_h"] == pytest.approx(study["eeg_hours"] * 12.0 / 3600, abs=0.01)
+    samples = 0.7 * study["volumes"] * 10
+    assert cpu["train_h"] == pytest.approx(samples / 60.0 / 3600, abs=0.01)
+    evaluation = (1000.0 - 400.0) / (16 * 300)  # seconds per volume after training
+    assert cpu["evaluate_h"] == pytest.approx(study["volumes"] * evaluation / 3600, abs=0.01)
+    total = cpu["preprocess_h"] + cpu["train_h"] + cpu["evaluate_h"]
+    assert cpu["total_h"] == pytest.approx(total, abs=0.01)
+    # the cluster spreads preprocessing and evaluation over participants, not training
+    assert cluster["train_h"] == cpu["train_h"]
+    assert cluster["total_h"] < cpu["total_h"]
+    assert scale["gpu_node"]["train_h"] is None  # no GPU figure measured: none invented
+
+
+def test_without_the_needed_sections_nothing_is_derived():
+    results = {k: v for k, v in RESULTS.items() if k != "quality"}
+    assert "missing" in report.scale(results)
