@@ -1,10 +1,13 @@
 """LRP on simulated data: does the relevance of each source's region point at that source's
 channels and band? Ground truth: the simulator's lead field and source bands.
 
-The dataset is small for CI (3 participants x 150 volumes, 16 channels) with the default
-sources' BOLD coupling made 4 times stronger and every source at least 10 uV, so that the
-compact model learns the coupling in seconds; the relevance is read from the pipeline's
-own ``eeg/*_desc-lrp_relevance.tsv`` of the held-out participant.
+The dataset is small for CI (5 participants x 150 volumes, 16 channels: 3 train, 1
+validates, 1 is held out) with the default sources' BOLD coupling made 4 times stronger and
+every source at least 10 uV, so that the compact model learns the coupling in a minute; the
+relevance is read from the pipeline's own ``eeg/*_desc-lrp_relevance.tsv`` of the held-out
+participant. With 2 training participants the channel and band rankings changed with the
+training seed; with 3, the alpha and theta bands win their regions by 30-40 % in every seed
+tried (0, 1, 2), while the beta region ties beta with alpha (not asserted).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bids_eeg2fmri.simulate.writer import simulate_dataset
 pytestmark = pytest.mark.xdist_group("lrp-simulated")
 
 CONFIG = SimulationConfig(
-    n_participants=3,
+    n_participants=5,
     n_volumes=150,
     n_channels=16,
     grid=(20, 22, 12),
@@ -46,7 +49,7 @@ def relevance(tmp_path_factory) -> dict:
     args += ["--model-grid", "20", "22", "12", "--no-baselines", "--nprocs", "2"]
     assert main([str(a) for a in args]) == 0
     table = defaultdict(float)  # (region, channel, frequency) -> relevance summed over lags
-    path = root / "out/sub-03/eeg/sub-03_task-rest_desc-lrp_relevance.tsv"  # held out
+    path = root / "out/sub-05/eeg/sub-05_task-rest_desc-lrp_relevance.tsv"  # held out
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             table[row["region"], row["channel"], float(row["frequency"])] += float(row["relevance"])
@@ -61,9 +64,13 @@ def _scores(table: dict, region: str):
 
 
 def _strongest_channels(source: int, n: int = 3) -> list[str]:
-    head = make_head(CONFIG, 2)  # sub-03
-    order = np.argsort(np.abs(head.gains[:, source]))[::-1]
-    return [head.ch_names[i] for i in order[:n]]
+    """The source's ``n`` strongest channels in the held-out head, and every channel where
+    its lead-field gain is at least half the strongest: symmetric channels tie (sub-05's
+    theta source: F3 1.0, Fp1 0.99, Fp2 0.95, F4 0.92), and their order is chance."""
+    head = make_head(CONFIG, CONFIG.n_participants - 1)
+    gains = np.abs(head.gains[:, source])
+    chosen = set(np.argsort(gains)[::-1][:n]) | set(np.flatnonzero(gains >= 0.5 * gains.max()))
+    return [head.ch_names[i] for i in sorted(chosen)]
 
 
 @pytest.mark.parametrize(
@@ -77,17 +84,18 @@ def test_each_region_is_explained_by_its_source_channels(relevance, source):
     assert top in _strongest_channels(source), (spec.name, top)
 
 
-def test_the_alpha_region_is_explained_by_alpha_power(relevance):
+@pytest.mark.parametrize("band", ["alpha", "theta"])
+def test_the_region_is_explained_by_its_source_band(relevance, band):
     # bands compared by their mean relevance per frequency bin (they span different numbers)
-    _, freqs, values = _scores(relevance, "alpha")
+    _, freqs, values = _scores(relevance, band)
     per_band = {
         name: values[:, (freqs >= lo) & (freqs < hi)].mean()
         for name, (lo, hi) in BANDS.items()
         if ((freqs >= lo) & (freqs < hi)).any()
     }
-    assert max(per_band, key=per_band.get) == "alpha", per_band
+    assert max(per_band, key=per_band.get) == band, per_band
     second = sorted(per_band.values())[-2]
-    assert per_band["alpha"] > 1.1 * second, per_band
+    assert per_band[band] > 1.1 * second, per_band
 
 
 def test_the_relevance_table_covers_every_input(relevance):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -201,7 +202,7 @@ def test_a_saved_model_reloads_in_a_new_process_in_safe_mode(tmp_path):
 
 
 def test_reconstruction_losses():
-    from bids_eeg2fmri.models.training import laplace_nll, mae_loss
+    from bids_eeg2fmri.models.training import gaussian_nll, laplace_nll, mae_loss, mse_loss
 
     y = RNG.standard_normal((3, 4, 5, 2, 1)).astype("float32")
     y_hat = RNG.standard_normal((3, 4, 5, 2, 1)).astype("float32")
@@ -212,6 +213,20 @@ def test_reconstruction_losses():
     nll = np.asarray(laplace_nll(y, np.concatenate([y_hat, scale], axis=-1)))
     expected = (np.abs(y - y_hat) / 0.5 + np.log(2 * 0.5)).mean(axis=(1, 2, 3, 4))
     assert np.allclose(nll, expected, atol=1e-4)
+    assert np.allclose(
+        np.asarray(mse_loss(y, y_hat)), ((y - y_hat) ** 2).mean(axis=(1, 2, 3, 4)), atol=1e-5
+    )
+    nll = np.asarray(gaussian_nll(y, np.concatenate([y_hat, scale], axis=-1)))
+    expected = ((y - y_hat) ** 2 / (2 * 0.25) + np.log(0.5)).mean(axis=(1, 2, 3, 4))
+    assert np.allclose(nll, expected, atol=1e-4)
+
+
+def test_the_compact_presets_fit_the_squared_error_and_the_original_the_absolute():
+    assert PRESETS["noddi-tafp"].loss == "mae"
+    for name in ("compact", "compact-variational", "compact-plain"):
+        assert PRESETS[name].loss == "mse"
+    with pytest.raises(ValueError, match="loss"):
+        dataclasses.replace(PRESETS["compact"], loss="huber").check()
 
 
 def test_the_cli_knows_every_preset():

@@ -98,7 +98,8 @@ DESCRIPTIONS = {
     "volumes": "Onsets of the BOLD volumes on the EEG clock, as used to align the EEG.",
     "synth": "BOLD synthesized from EEG by the model (and its metrics against the observed "
     "BOLD, beside those of the baselines).",
-    "uncertainty": "The model's per-voxel uncertainty of the synthesized BOLD (Laplace scale).",
+    "uncertainty": "The model's per-voxel uncertainty of the synthesized BOLD (the scale of "
+    "its likelihood).",
     "corr": "Voxelwise temporal Pearson r of the synthesized and the observed BOLD.",
     "lrp": "Layer-wise relevance propagation of the synthesized BOLD to the EEG input.",
     "attention": "The model's topographical attention weights between EEG channels.",

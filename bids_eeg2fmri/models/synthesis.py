@@ -23,7 +23,7 @@ def predict_run(
     """Synthesized z-scored volumes on the model grid, (x, y, z, n_volumes), float32.
 
     Volumes without a full EEG input are 0 (the run's mean once put back in its units).
-    For a variational model, also the per-voxel Laplace scale (else None).
+    For a variational model, also the per-voxel scale of its likelihood (else None).
     """
     inputs, valid = run.inputs(), run.valid
     grid = tuple(model.output_shape[1:4])

@@ -76,6 +76,28 @@ def laplace_nll(y_true, y_pred):
     return ops.mean(ops.abs(y_true - mu) / scale + ops.log(2 * scale), axis=(1, 2, 3, 4))
 
 
+def mse_loss(y_true, y_pred):
+    """Mean squared error over the voxels of each sample."""
+    from keras import ops
+
+    return ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3, 4))
+
+
+def gaussian_nll(y_true, y_pred):
+    """Gaussian negative log-likelihood per sample (without the constant ``log(2 pi) / 2``);
+    ``y_pred[..., 0]`` mean, ``[..., 1]`` standard deviation."""
+    from keras import ops
+
+    mu, scale = y_pred[..., :1], y_pred[..., 1:] + 1e-6
+    return ops.mean(
+        ops.square(y_true - mu) / (2 * ops.square(scale)) + ops.log(scale), axis=(1, 2, 3, 4)
+    )
+
+
+#: (point estimate, variational) voxel losses of each ``Architecture.loss``
+VOXEL_LOSSES = {"mae": (mae_loss, laplace_nll), "mse": (mse_loss, gaussian_nll)}
+
+
 def latent_loss(y_true, y_pred):
     """The latent distance is computed by the model; the loss is that output itself."""
     return y_pred
@@ -159,7 +181,7 @@ def train(
         )
         models.training.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss={"synth": laplace_nll if arch.variational else mae_loss, "latent": latent_loss},
+            loss={"synth": VOXEL_LOSSES[arch.loss][arch.variational], "latent": latent_loss},
             loss_weights={"synth": 1.0, "latent": float(getattr(arch, "latent_weight", 1.0))},
         )
     train_data = make_dataset(runs, train_pairs, batch_size=batch_size, shuffle=True, seed=seed)

@@ -160,6 +160,15 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
     return result.models.synthesis, card, plan, card_path
 
 
+#: The uncertainty map's meaning, by the loss the variational model was trained with
+_UNCERTAINTY = {
+    "mae": "Per-voxel scale b of the Laplace likelihood of the synthesized BOLD (the "
+    "model's uncertainty; standard deviation b * sqrt(2)), in the same units.",
+    "mse": "Per-voxel standard deviation of the Gaussian likelihood of the synthesized "
+    "BOLD (the model's uncertainty), in the same units.",
+}
+
+
 def synthesize(
     config,
     model,
@@ -237,8 +246,7 @@ def synthesize(
                 affine,
                 {
                     **meta,
-                    "Description": "Per-voxel scale of the Laplace likelihood of "
-                    "the synthesized BOLD (the model's uncertainty), in the same units.",
+                    "Description": _UNCERTAINTY[card.get("architecture", {}).get("loss", "mae")],
                 },
                 step=tr,
             )
