@@ -334,11 +334,12 @@ def _models(results: dict) -> list[str]:
     if not models or "failed" in models:
         return ["## Model speed", "", f"Failed: {models['failed']}", ""] if models else []
     lines = [
-        "## Model speed, FLOPs and memory bandwidth on this machine",
+        "## Model speed and FLOPs on this machine",
         "",
         "Random arrays in memory at NODDI's shapes (EEG 64 x 134 x 10, BOLD 64 x 64 x 30): "
         "`train_on_batch` with batch 4 (the original's), `predict` with batch 16; medians of 3 "
-        "repeats of 10 steps. FLOPs: TensorFlow's profiler on one sample's forward graph; a "
+        "repeats of 10 steps; also `fit` on a tf.data pipeline from memory (the app's "
+        "training loop). FLOPs: TensorFlow's profiler on one sample's forward graph; a "
         "training step counted as 3 forward passes of the training model (EEG and fMRI "
         f"branches). This CPU's float32 matmul (2048 x 2048, TensorFlow): "
         f"{models['matmul_gflops']} GFLOP/s. Devices: {', '.join(models['devices'])}.",
@@ -347,7 +348,8 @@ def _models(results: dict) -> list[str]:
     header = [
         "preset",
         "parameters",
-        "training samples/s",
+        "training samples/s (train_on_batch)",
+        "training samples/s (fit)",
         "synthesis volumes/s",
         "MFLOP/volume (synthesis)",
         "MFLOP/sample (training)",
@@ -361,6 +363,7 @@ def _models(results: dict) -> list[str]:
                     preset,
                     f["trainable_parameters"],
                     f["train_samples_per_s"],
+                    f.get("fit_samples_per_s"),
                     f["synthesis_volumes_per_s"],
                     f["synthesis_mflop_per_volume"],
                     f["training_mflop_per_sample"],
@@ -379,12 +382,17 @@ def _models(results: dict) -> list[str]:
     gpu = models.get("gpu")
     lines += ["", "### GPU", ""]
     if gpu:
-        rows = [[p, f["train_samples_per_s"], f["synthesis_volumes_per_s"]] for p, f in gpu.items()]
-        lines += _table(["preset", "training samples/s", "synthesis volumes/s"], rows)
+        rows = [
+            [p, f["train_samples_per_s"], f.get("fit_samples_per_s"), f["synthesis_volumes_per_s"]]
+            for p, f in gpu.items()
+        ]
+        header = ["preset", "training samples/s (train_on_batch)", "(fit)", "synthesis volumes/s"]
+        lines += _table(header, rows)
     else:
         lines += [
             "No GPU on this machine: the same section runs on the GPU when TensorFlow sees one "
-            "(`make bench` on a GPU box; no extra wheels needed beyond `pip install .[cuda]`)."
+            "(`make bench` on a GPU box with TensorFlow's CUDA wheels, `pip install "
+            "tensorflow[and-cuda]`, as in the image's cuda variant)."
         ]
     return lines + [""]
 
@@ -519,7 +527,7 @@ def _scale(results: dict) -> list[str]:
         "and their seconds per volume after training (synthesis, metrics, baselines, reports). "
         f"Money at assumed prices (not measured): ${USD_PER_CORE_HOUR}/core-hour, "
         f"${USD_PER_GPU_HOUR}/GPU-hour. The cluster runs one participant per SLURM array task "
-        "(2 cores; singularity/slurm_participant.sh), then one training task and one group task; "
+        "(2 cores; singularity/slurm_participants.sh), then one training task and one group task; "
         "queueing not counted.",
         "",
     ]
