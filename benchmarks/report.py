@@ -465,7 +465,7 @@ def _pipeline(results: dict) -> list[str]:
             f"of {prep['volumes']} volumes ({prep['eeg_hours']} h of {prep['channels']}-channel "
             f"EEG at 250 Hz, BOLD {' x '.join(map(str, prep['grid']))}), fresh work dir each "
             "time: marker onsets, spectra, BOLD on the "
-            "model grid, caches. Medians of 3; peak resident set of the process.",
+            "model grid, caches. Medians of 3; peak memory: the largest resident set among the app's processes (its workflow workers included, as GNU time's %M).",
             "",
         ]
         rows = [
@@ -484,7 +484,8 @@ def _pipeline(results: dict) -> list[str]:
             "## Training memory",
             "",
             "One epoch of `participant --train` (compact, batch 8, no baselines, no LRP) on the "
-            "first N participants of the 300-volume dataset, after preprocessing; /proc sampled "
+            "first N participants of the quality section's dataset, after preprocessing; one "
+            "run each, /proc sampled "
             "every 0.2 s. Anonymous memory is what the process allocated; the resident set also "
             "counts the pages of the memory-mapped caches it read (reclaimable).",
             "",
@@ -499,8 +500,8 @@ def _pipeline(results: dict) -> list[str]:
             "## The demo",
             "",
             "The three steps of `make demo` after installation (simulate the default "
-            "2 x 100-volume "
-            "dataset, `participant --train --epochs 5`, `group`), in a fresh folder.",
+            "2 x 100-volume dataset, `participant --train --epochs 5`, `group`), in a fresh "
+            "folder; one run.",
             "",
         ]
         lines += _table(["step", "wall s"], [[k, v] for k, v in demo.items()]) + [""]
