@@ -465,7 +465,8 @@ def _pipeline(results: dict) -> list[str]:
             f"of {prep['volumes']} volumes ({prep['eeg_hours']} h of {prep['channels']}-channel "
             f"EEG at 250 Hz, BOLD {' x '.join(map(str, prep['grid']))}), fresh work dir each "
             "time: marker onsets, spectra, BOLD on the "
-            "model grid, caches. Medians of 3; peak memory: the largest resident set among the app's processes (its workflow workers included, as GNU time's %M).",
+            "model grid, caches. Medians of 3; peak memory: the largest resident set among "
+            "the app's processes (its workflow workers included, as GNU time's %M).",
             "",
         ]
         rows = [
