@@ -30,12 +30,12 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check bids_eeg2fmri tests
-	$(BIN)/ruff format --check bids_eeg2fmri tests
+	$(BIN)/ruff check bids_eeg2fmri tests benchmarks
+	$(BIN)/ruff format --check bids_eeg2fmri tests benchmarks
 
 # Every benchmark figure into benchmarks/RESULTS.md and results.json (under an hour on the
 # 2-core CI kind; installs the original package in benchmarks/.original-venv, which needs
-# network once); bench-quick: tiny sizes, a smoke run of the harness into a temporary folder
+# network once); bench-quick: small sizes, a smoke run of the harness into benchmarks/quick/
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench.py
 

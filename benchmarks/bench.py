@@ -8,8 +8,8 @@ throughput), the original eeg_to_fmri package on the same arrays, preprocessing 
 of EEG, training memory on 5/10/20 participants, held-out quality against the baselines and
 the noise ceiling over 3 seeds, the README's demo, and the cost of a study derived from
 them. Writes RESULTS.md and results.json (the full run into benchmarks/, a quick run into
-its scratch folder unless --results-dir says otherwise). Every figure is measured in this
-run; ratios compare figures of this run only.
+benchmarks/quick/, which git ignores, unless --results-dir says otherwise). Every figure is
+measured in this run; ratios compare figures of this run only.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import report  # noqa: E402
 import speed  # noqa: E402
 
 DEFAULT_PRESET = "compact"
+SECTIONS = ("models", "original", "preprocessing", "memory", "quality", "demo")
 
 
 def machine() -> dict:
@@ -67,6 +68,16 @@ def machine() -> dict:
     }
 
 
+def _fresh_process(function, *args):
+    """``function(*args)`` in a new interpreter, so that TensorFlow never loads into this
+    process: the processes the harness starts later must not inherit its memory (Linux
+    counts the parent's resident set in a forked child's peak until it execs)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -83,7 +94,8 @@ def main() -> int:
     parser.add_argument(
         "--sections",
         nargs="+",
-        default=["models", "original", "preprocessing", "memory", "quality", "demo"],
+        choices=SECTIONS,
+        default=list(SECTIONS),
         help="a subset of the sections (default: all)",
     )
     parser.add_argument(
@@ -92,16 +104,20 @@ def main() -> int:
     args = parser.parse_args()
     if args.render:
         results = json.loads(args.render.read_text())
+        results["scale"] = report.scale(results)
         (args.render.parent / "RESULTS.md").write_text(report.markdown(results))
         return 0
     root = args.scratch or Path(tempfile.mkdtemp(prefix="bench-"))
     root.mkdir(parents=True, exist_ok=True)
     ctx = common.Context(root=root, quick=args.quick)
-    results_dir = args.results_dir or (root if args.quick else Path(__file__).parent)
+    here = Path(__file__).parent
+    results_dir = args.results_dir or (here / "quick" if args.quick else here)
     quick = args.quick
     presets = (DEFAULT_PRESET,) if quick else (DEFAULT_PRESET, "noddi-tafp")
     sections = {
-        "models": lambda: speed.models(ctx, presets) | {"spectra": speed.spectra(ctx)},
+        "models": lambda: (
+            _fresh_process(speed.models, ctx, presets) | {"spectra": speed.spectra(ctx)}
+        ),
         "original": lambda: speed.original(ctx, install=not args.no_install),
         "preprocessing": lambda: pipeline.preprocessing(ctx),
         "memory": lambda: pipeline.memory(ctx),
@@ -123,8 +139,10 @@ def main() -> int:
         results["seconds"][name] = round(time.monotonic() - start, 1)
         print(f"[bench] {name}: {results['seconds'][name]:.0f} s", file=sys.stderr, flush=True)
     results["seconds"]["total"] = round(time.monotonic() - started, 1)
-    results["scale"] = report.scale(results)
     results_dir.mkdir(parents=True, exist_ok=True)
+    measured = json.dumps(results, indent=2) + "\n"
+    (results_dir / "results.json").write_text(measured)  # kept if what follows fails
+    results["scale"] = report.scale(results)  # derived from the figures (also by --render)
     (results_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (results_dir / "RESULTS.md").write_text(report.markdown(results))
     print(

@@ -116,8 +116,11 @@ def memory(ctx: Context) -> dict:
 
 
 def _training_samples(log: Path) -> int:
+    """The number of training samples the app logged."""
     found = re.search(r"Training on (\d+) samples", log.read_text(errors="replace"))
-    return int(found.group(1)) if found else 0
+    if not found:
+        raise ValueError(f"{log}: no 'Training on N samples' line")
+    return int(found.group(1))
 
 
 def quality(ctx: Context, presets: tuple[str, ...], seeds: tuple[int, ...], epochs: int) -> dict:
@@ -134,48 +137,72 @@ def quality(ctx: Context, presets: tuple[str, ...], seeds: tuple[int, ...], epoc
     figures |= {"epochs": epochs, "channels": _shapes(ctx)[0], "grid": _shapes(ctx)[1], "runs": {}}
     for preset in presets:
         for seed in seeds:
-            out = ctx.root / f"quality-{preset}-{seed}"
-            options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels]
-            options += [
-                "--train",
-                "--preset",
-                preset,
-                "--seed",
-                str(seed),
-                "--holdout-label",
-                *held,
-            ]
-            options += ["--epochs", str(epochs), "--batch-size", "8", "--learning-rate", "0.001"]
-            options += ["--lrp-volumes", "0"]
-            timing = app(ctx, data, out, "participant", *options)
-            app(ctx, data, out, "group", "-w", str(ctx.root / "study-work"))
-            table = pd.read_csv(out / "group_desc-synth_metrics.tsv", sep="\t", na_values="n/a")
-            rows = table[table["split"] == "holdout"]
-            card = json.loads(next((out / "models").glob("*.json")).read_text())
-            history = card["training"]["history"]
-            samples = _training_samples(out.with_name(out.name + "-participant.log"))
-            run_figures = {
-                "wall_s": timing["wall_s"],
-                "epochs_run": len(history["loss"]),
-                "training_s": card["training"]["seconds"],
-                "training_samples": samples,
-                "samples_per_s_end_to_end": round(
-                    samples * len(history["loss"]) / card["training"]["seconds"], 1
-                ),
-                "methods": {},
-            }
-            for method, group in rows.groupby("method"):
-                run_figures["methods"][method] = {
-                    m: None if group[m].isna().all() else round(float(group[m].mean()), 4)
-                    for m in QUALITY_METRICS
+            try:  # a failed seed must not lose the others
+                figures["runs"][f"{preset}/seed{seed}"] = _quality_run(
+                    ctx, data, labels, held, preset, seed, epochs
+                )
+            except Exception as error:
+                figures["runs"][f"{preset}/seed{seed}"] = {
+                    "failed": f"{type(error).__name__}: {error}"
                 }
-            run_figures["noise_ceiling"] = round(float(rows["noise_ceiling_mean"].mean()), 4)
-            train_rows = table[(table["split"] == "train") & (table["method"] == "model")]
-            run_figures["model_train_fraction_of_ceiling"] = round(
-                float(train_rows["fraction_of_ceiling"].mean()), 4
-            )
-            figures["runs"][f"{preset}/seed{seed}"] = run_figures
     return figures
+
+
+def _quality_run(
+    ctx: Context,
+    data: Path,
+    labels: list[str],
+    held: list[str],
+    preset: str,
+    seed: int,
+    epochs: int,
+) -> dict:
+    """One ``participant --train`` and ``group`` of the quality section, and its figures."""
+    out = ctx.root / f"quality-{preset}-{seed}"
+    options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels]
+    options += [
+        "--train",
+        "--preset",
+        preset,
+        "--seed",
+        str(seed),
+        "--holdout-label",
+        *held,
+    ]
+    options += ["--epochs", str(epochs), "--batch-size", "8", "--learning-rate", "0.001"]
+    options += ["--lrp-volumes", "0"]
+    timing = app(ctx, data, out, "participant", *options)
+    app(ctx, data, out, "group", "-w", str(ctx.root / "study-work"))
+    table = pd.read_csv(out / "group_desc-synth_metrics.tsv", sep="\t", na_values="n/a")
+    rows = table[table["split"] == "holdout"]
+    card = json.loads(next((out / "models").glob("*.json")).read_text())
+    history = card["training"]["history"]
+    samples = _training_samples(out.with_name(out.name + "-participant.log"))
+    run_figures = {
+        "wall_s": timing["wall_s"],
+        "epochs_run": len(history["loss"]),
+        "training_s": card["training"]["seconds"],
+        "training_samples": samples,
+        "samples_per_s_end_to_end": round(
+            samples * len(history["loss"]) / card["training"]["seconds"], 1
+        ),
+        "methods": {},
+    }
+    validation = history.get("val_synth_loss") or []
+    if validation:  # how much the early-stopping criterion moved during training
+        run_figures["validation_loss_first"] = round(validation[0], 5)
+        run_figures["validation_loss_best"] = round(min(validation), 5)
+    for method, group in rows.groupby("method"):
+        run_figures["methods"][method] = {
+            m: None if group[m].isna().all() else round(float(group[m].mean()), 4)
+            for m in QUALITY_METRICS
+        }
+    run_figures["noise_ceiling"] = round(float(rows["noise_ceiling_mean"].mean()), 4)
+    train_rows = table[(table["split"] == "train") & (table["method"] == "model")]
+    run_figures["model_train_fraction_of_ceiling"] = round(
+        float(train_rows["fraction_of_ceiling"].mean()), 4
+    )
+    return run_figures
 
 
 def demo(ctx: Context) -> dict:

@@ -87,9 +87,14 @@ def models(ctx: Context, presets: tuple[str, ...]) -> dict:
     import tensorflow as tf
 
     data = np.load(arrays(ctx))
+    steps, repeats = _steps(ctx)
+    with tf.device("/CPU:0"):
+        gflops = matmul_gflops(repeats)
     figures: dict = {
         "devices": [d.device_type for d in tf.config.list_logical_devices()],
-        "matmul_gflops": matmul_gflops(1 if ctx.quick else 3),
+        "matmul_gflops": gflops,
+        "steps": steps,
+        "repeats": repeats,
     }
     for preset in presets:
         with tf.device("/CPU:0"):
@@ -104,19 +109,23 @@ def models(ctx: Context, presets: tuple[str, ...]) -> dict:
     return figures
 
 
+def _steps(ctx: Context) -> tuple[int, int]:
+    """Timed steps per repeat, and repeats."""
+    return (2, 1) if ctx.quick else (10, 3)
+
+
 def _preset_speed(
     ctx: Context, preset: str, eeg: np.ndarray, bold: np.ndarray, gflops: float | None
 ) -> dict:
     import keras
+    import tensorflow as tf
 
     from bids_eeg2fmri.models.synthesizer import PRESETS, build_models, count_trainable
-    from bids_eeg2fmri.models.training import latent_loss, mae_loss
+    from bids_eeg2fmri.models.training import ORIGINAL_LEARNING_RATE, compile_training
 
-    steps, repeats = (2, 1) if ctx.quick else (10, 3)
+    steps, repeats = _steps(ctx)
     built = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID)
-    built.training.compile(
-        optimizer=keras.optimizers.Adam(1e-3), loss={"synth": mae_loss, "latent": latent_loss}
-    )
+    compile_training(built, PRESETS[preset], ORIGINAL_LEARNING_RATE)
     x, y = eeg[:TRAIN_BATCH], bold[:TRAIN_BATCH]
     zero = np.zeros(TRAIN_BATCH, np.float32)
     for _ in range(2):  # tracing
@@ -128,17 +137,16 @@ def _preset_speed(
             built.training.train_on_batch([x, y], [y, zero])
         train_rates.append(TRAIN_BATCH * steps / (time.perf_counter() - start))
     # the product's path: Keras fit on a tf.data pipeline (here from memory, not the caches)
-    import tensorflow as tf
-
     targets = (bold, np.zeros(len(bold), np.float32))
     data = tf.data.Dataset.from_tensor_slices(((eeg, bold), targets)).repeat()
     data = data.batch(TRAIN_BATCH).prefetch(2)
     built.training.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # tracing
     fit_rates = []
+    fit_steps = 5 * steps  # an epoch long enough for fit's per-epoch set-up not to dominate
     for _ in range(repeats):
         start = time.perf_counter()
-        built.training.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-        fit_rates.append(TRAIN_BATCH * steps / (time.perf_counter() - start))
+        built.training.fit(data, steps_per_epoch=fit_steps, epochs=1, verbose=0)
+        fit_rates.append(TRAIN_BATCH * fit_steps / (time.perf_counter() - start))
     built.synthesis.predict(eeg[:SYNTH_BATCH], batch_size=SYNTH_BATCH, verbose=0)
     synth_rates = []
     for _ in range(repeats):
@@ -196,7 +204,8 @@ def original(ctx: Context, *, install: bool) -> dict:
     own training step, synthesis and STFT on the shared arrays (benchmarks/original/)."""
     venv = Path(os.environ.get("ORIGINAL_VENV", Path(__file__).parent / ".original-venv"))
     python = venv / "bin" / "python"
-    if install and not python.exists():
+    installed = (venv / ".eeg-to-fmri-0.0.9").exists()  # setup.sh's stamp
+    if install and not installed:
         log = ctx.root / "original-setup.log"
         with log.open("w") as out:
             done = subprocess.run(
@@ -206,10 +215,9 @@ def original(ctx: Context, *, install: bool) -> dict:
             )
         if done.returncode:
             return {
-                "skipped": f"benchmarks/original/setup.sh failed (exit {done.returncode}); "
-                f"see {log}"
+                "failed": f"benchmarks/original/setup.sh failed (exit {done.returncode}); see {log}"
             }
-    if not python.exists():
+    elif not installed:
         return {"skipped": f"no environment at {venv}: run benchmarks/original/setup.sh"}
     result = ctx.root / "original.json"
     argv = [
@@ -220,12 +228,13 @@ def original(ctx: Context, *, install: bool) -> dict:
         "--out",
         str(result),
     ]
-    argv += ["--steps", "2", "--repeats", "1"] if ctx.quick else ["--steps", "10", "--repeats", "3"]
+    steps, repeats = _steps(ctx)
+    argv += ["--steps", str(steps), "--repeats", str(repeats)]
     log = ctx.root / "original.log"
     with log.open("w") as out:
         done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         return {
-            "skipped": f"benchmarks/original/measure.py failed (exit {done.returncode}); see {log}"
+            "failed": f"benchmarks/original/measure.py failed (exit {done.returncode}); see {log}"
         }
     return json.loads(result.read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-report = pytest.importorskip("report")
+import report  # noqa: E402  (benchmarks/ is not a package)
 
 
 def _run(model: float, ridge: float, *, rmse_model: float = 0.9) -> dict:
@@ -21,6 +21,8 @@ def _run(model: float, ridge: float, *, rmse_model: float = 0.9) -> dict:
         "epochs_run": 8,
         "training_samples": 3000,
         "samples_per_s_end_to_end": 60.0,
+        "validation_loss_first": 1.0,
+        "validation_loss_best": 0.99,
         "noise_ceiling": 0.65,
         "model_train_fraction_of_ceiling": 0.9,
         "methods": {
@@ -49,8 +51,18 @@ RESULTS = {
         "eeg_hours": 1.0,
         "channels": 64,
         "grid": [64, 64, 30],
-        "nprocs1": {"wall_s_median": 20.0, "s_per_eeg_hour": 20.0, "peak_rss_mb_median": 1000},
-        "nprocs2": {"wall_s_median": 12.0, "s_per_eeg_hour": 12.0, "peak_rss_mb_median": 1000},
+        "nprocs1": {
+            "wall_s": [20.0, 21.0, 19.0],
+            "wall_s_median": 20.0,
+            "s_per_eeg_hour": 20.0,
+            "peak_rss_mb_median": 1000,
+        },
+        "nprocs2": {
+            "wall_s": [12.0, 13.0, 11.0],
+            "wall_s_median": 12.0,
+            "s_per_eeg_hour": 12.0,
+            "peak_rss_mb_median": 1000,
+        },
     },
     "quality": {
         "participants": 16,
@@ -64,6 +76,8 @@ RESULTS = {
     "models": {
         "devices": ["CPU"],
         "matmul_gflops": 200.0,
+        "steps": 10,
+        "repeats": 3,
         "noddi-tafp": {
             "trainable_parameters": 44_741_047,
             "train_samples_per_s": 18.0,
@@ -103,12 +117,37 @@ def test_one_seed_below_the_ceiling_or_the_ridge_fails_the_target_and_is_explain
     assert "**no**" in text
     assert "What limits the default model" in text
     assert "0.500-0.850" in text  # the spread over seeds, not only the median
+    assert "fell by 1.0-1.0 %" in text and "barely moves" in text  # from the loss history
 
 
 def test_a_model_worse_than_the_mean_volume_in_rmse_fails():
     results = copy.deepcopy(RESULTS)
     results["quality"]["runs"]["compact/seed0"] = _run(0.9, 0.7, rmse_model=1.1)
     assert report.quality_checks(results)["mean-volume"] is False
+
+
+def test_a_baseline_that_was_not_fitted_is_not_measured_rather_than_beaten():
+    results = copy.deepcopy(RESULTS)
+    for run in results["quality"]["runs"].values():
+        del run["methods"]["ridge"]
+    assert report.quality_checks(results)["ridge"] is None
+    assert report.quality_checks(results)["ceiling"] is True
+    text = report.markdown(results | {"scale": report.scale(results)})
+    assert "| beats the ridge baseline in every seed (r and RMSE) | not measured |" in text
+
+
+def test_a_failed_seed_is_left_out_of_the_figures():
+    results = copy.deepcopy(RESULTS)
+    results["quality"]["runs"]["compact/seed2"] = {"failed": "RuntimeError: exited 1"}
+    assert len(report._quality_runs(results, "compact")) == 2
+    assert report.quality_checks(results)["ceiling"] is True
+
+
+def test_targets_without_the_original_package_are_not_measured():
+    results = {k: v for k, v in RESULTS.items() if k != "original"}
+    text = report.markdown(results | {"scale": report.scale(results)})
+    for name in report.RATIO_TARGETS:
+        assert f"| {name} ours/original >= {report.RATIO_TARGETS[name]}x | not measured |" in text
 
 
 def test_ratios_are_ours_over_the_original_with_their_targets():
@@ -130,7 +169,7 @@ def test_the_study_cost_follows_from_the_measured_rates():
     scale = report.scale(RESULTS)
     study = scale["study"]
     assert study["volumes"] == 100 * 2 * int(600 / 2.16)
-    cpu, cluster = scale["two_core_machine"], scale["slurm_cluster"]
+    cpu, cluster = scale["this_machine"], scale["slurm_cluster"]
     assert cpu["preprocess_h"] == pytest.approx(study["eeg_hours"] * 12.0 / 3600, abs=0.01)
     samples = 0.7 * study["volumes"] * 10
     assert cpu["train_h"] == pytest.approx(samples / 60.0 / 3600, abs=0.01)
@@ -141,7 +180,15 @@ def test_the_study_cost_follows_from_the_measured_rates():
     # the cluster spreads preprocessing and evaluation over participants, not training
     assert cluster["train_h"] == cpu["train_h"]
     assert cluster["total_h"] < cpu["total_h"]
+    assert cpu["core_hours"] == pytest.approx(2 * cpu["total_h"], abs=0.1)  # 2 cores
     assert scale["gpu_node"]["train_h"] is None  # no GPU figure measured: none invented
+    with_gpu = copy.deepcopy(RESULTS)
+    with_gpu["models"]["gpu"] = {"compact": {"fit_samples_per_s": 600.0}}
+    gpu = report.scale(with_gpu)["gpu_node"]
+    assert gpu["train_h"] == pytest.approx(samples / 600.0 / 3600, abs=0.01)
+    assert gpu["total_h"] == pytest.approx(
+        gpu["preprocess_h"] + gpu["train_h"] + gpu["evaluate_h"], abs=0.01
+    )
 
 
 def test_without_the_needed_sections_nothing_is_derived():

@@ -64,12 +64,12 @@ def _scores(table: dict, region: str):
 
 
 def _strongest_channels(source: int, n: int = 3) -> list[str]:
-    """The source's ``n`` strongest channels in the held-out head, and every channel where
-    its lead-field gain is at least half the strongest: symmetric channels tie (sub-05's
-    theta source: F3 1.0, Fp1 0.99, Fp2 0.95, F4 0.92), and their order is chance."""
+    """The source's ``n`` strongest channels in the held-out head, and those tied with the
+    strongest (gain within 10 %): symmetric channels tie (sub-05's theta source: F3 1.0,
+    Fp1 0.99, Fp2 0.95, F4 0.92), and their order is chance."""
     head = make_head(CONFIG, CONFIG.n_participants - 1)
     gains = np.abs(head.gains[:, source])
-    chosen = set(np.argsort(gains)[::-1][:n]) | set(np.flatnonzero(gains >= 0.5 * gains.max()))
+    chosen = set(np.argsort(gains)[::-1][:n]) | set(np.flatnonzero(gains >= 0.9 * gains.max()))
     return [head.ch_names[i] for i in sorted(chosen)]
 
 

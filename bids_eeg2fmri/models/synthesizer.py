@@ -53,8 +53,9 @@ class Architecture:
     latent_weight: float = 1.0
     # the voxel error: "mae", the original's absolute error (a Laplace likelihood when
     # variational), or "mse", the squared error (a Gaussian likelihood). BOLD noise is close
-    # to Gaussian; on simulated data (3 participants, one held out, 3 seeds) the compact
-    # model reached 0.59 of the noise ceiling with "mse" against 0.52 with "mae"
+    # to Gaussian; on small simulated data the compact model reached 0.59 of the noise
+    # ceiling on a held-out participant with "mse", 0.52 with "mae" (mean of 3 seeds;
+    # benchmarks/NOTES.md)
     loss: str = "mae"
 
     def check(self) -> None:

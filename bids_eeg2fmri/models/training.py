@@ -103,6 +103,18 @@ def latent_loss(y_true, y_pred):
     return y_pred
 
 
+def compile_training(models, arch, learning_rate: float) -> None:
+    """Compile the training model with Adam, the architecture's voxel loss and the latent
+    term at its weight."""
+    import keras
+
+    models.training.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={"synth": VOXEL_LOSSES[arch.loss][arch.variational], "latent": latent_loss},
+        loss_weights={"synth": 1.0, "latent": float(arch.latent_weight)},
+    )
+
+
 @dataclass
 class TrainResult:
     models: object  # BuiltModels
@@ -179,11 +191,7 @@ def train(
         models = build_models(
             arch, eeg_shape=eeg_shape, grid=grid, compat_loss=compat_loss, seed=seed
         )
-        models.training.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss={"synth": VOXEL_LOSSES[arch.loss][arch.variational], "latent": latent_loss},
-            loss_weights={"synth": 1.0, "latent": float(getattr(arch, "latent_weight", 1.0))},
-        )
+        compile_training(models, arch, learning_rate)
     train_data = make_dataset(runs, train_pairs, batch_size=batch_size, shuffle=True, seed=seed)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir)),
