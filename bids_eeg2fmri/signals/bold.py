@@ -94,10 +94,12 @@ def remove_drift(data: np.ndarray, tr: float, cutoff_s: float = 128.0) -> np.nda
     basis = dct_drift_basis(data.shape[-1], tr, cutoff_s)
     if basis.shape[1] == 0:
         return data
-    projector = basis @ np.linalg.pinv(basis)  # (t, t)
+    # the fit through the (t, K) pseudo-inverse, not a (t, t) projector: K << t, and an
+    # hour-long run (t = 1667) costs 2 K / t of the projector's multiplications
+    unmix = np.linalg.pinv(basis).T  # (t, K): slab @ unmix = each voxel's drift coefficients
     for i in range(data.shape[0]):
         slab = data[i].astype(np.float64)
-        data[i] = slab - slab @ projector.T
+        data[i] = slab - (slab @ unmix) @ basis.T
     return data
 
 
