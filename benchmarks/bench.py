@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +66,20 @@ def machine() -> dict:
         "python": platform.python_version(),
         "versions": versions,
         "command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str | None:
+    """The checkout's commit (with '+' when the tracked files differ from it)."""
+    here = Path(__file__).parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True)
+        return done.stdout.strip() if not done.returncode else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return (commit + ("+" if git("status", "--porcelain", "-uno") else "")) or None
 
 
 def _fresh_process(function, *args):
@@ -99,6 +113,11 @@ def main() -> int:
         help="a subset of the sections (default: all)",
     )
     parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-measure only --sections into the existing results.json (recorded as such)",
+    )
+    parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only rewrite RESULTS.md from a results.json"
     )
     args = parser.parse_args()
@@ -127,6 +146,12 @@ def main() -> int:
         "demo": lambda: pipeline.demo(ctx),
     }
     results = {"quick": quick, "machine": machine(), "seconds": {}}
+    if args.update:  # the earlier run's figures, with these sections measured again
+        earlier = json.loads((results_dir / "results.json").read_text())
+        remeasured = earlier.setdefault("remeasured", {})
+        for name in args.sections:
+            remeasured[name] = {k: results["machine"][k] for k in ("date", "command", "commit")}
+        results = earlier
     started = time.monotonic()
     for name in args.sections:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -138,7 +163,8 @@ def main() -> int:
             results[name] = {"failed": f"{type(error).__name__}: {error}"}
         results["seconds"][name] = round(time.monotonic() - start, 1)
         print(f"[bench] {name}: {results['seconds'][name]:.0f} s", file=sys.stderr, flush=True)
-    results["seconds"]["total"] = round(time.monotonic() - started, 1)
+    if not args.update:
+        results["seconds"]["total"] = round(time.monotonic() - started, 1)
     results_dir.mkdir(parents=True, exist_ok=True)
     measured = json.dumps(results, indent=2) + "\n"
     (results_dir / "results.json").write_text(measured)  # kept if what follows fails

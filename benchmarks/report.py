@@ -179,10 +179,17 @@ def markdown(results: dict) -> str:
         f"{results['seconds']['total'] / 60:.0f} min",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
         f"GPU: {', '.join(m['gpus']) or 'none'}",
+        f"- Commit: {m.get('commit')}",
         f"- Software: Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
         "",
     ]
+    for name, when in results.get("remeasured", {}).items():
+        lines.insert(
+            -1,
+            f"- Section `{name}` measured again later, alone: {when['date']}, "
+            f"`{when['command']}` at commit {when['commit']} (see benchmarks/NOTES.md)",
+        )
     lines += _targets(results) + _quality(results) + _limits(results)
     lines += _models(results) + _original(results)
     lines += _pipeline(results) + _scale(results)

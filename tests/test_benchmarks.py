@@ -194,3 +194,13 @@ def test_the_study_cost_follows_from_the_measured_rates():
 def test_without_the_needed_sections_nothing_is_derived():
     results = {k: v for k, v in RESULTS.items() if k != "quality"}
     assert "missing" in report.scale(results)
+
+
+def test_a_section_measured_again_says_so_in_the_header():
+    results = copy.deepcopy(RESULTS)
+    results["remeasured"] = {
+        "preprocessing": {"date": "2026-11-26", "command": "python b.py", "commit": "abc"}
+    }
+    text = report.markdown(results | {"scale": report.scale(results)})
+    header = text.split("## Targets")[0]
+    assert "Section `preprocessing` measured again later, alone: 2026-11-26" in header
