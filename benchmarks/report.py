@@ -179,7 +179,7 @@ def markdown(results: dict) -> str:
         f"{results['seconds']['total'] / 60:.0f} min",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
         f"GPU: {', '.join(m['gpus']) or 'none'}",
-        f"- Commit: {m.get('commit')}",
+        f"- Commit: {m.get('commit') or 'not recorded (a harness older than the commit line)'}",
         f"- Software: Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
         "",
@@ -191,7 +191,7 @@ def markdown(results: dict) -> str:
             f"`{when['command']}` at commit {when['commit']} (see benchmarks/NOTES.md)",
         )
     lines += _targets(results) + _quality(results) + _limits(results)
-    lines += _models(results) + _original(results)
+    lines += _models(results) + _original(results) + _speed_gaps(results)
     lines += _pipeline(results) + _scale(results)
     return "\n".join(lines) + "\n"
 
@@ -443,6 +443,38 @@ def _models(results: dict) -> list[str]:
             "tensorflow[and-cuda]`, as in the image's cuda variant)."
         ]
     return lines + [""]
+
+
+def _speed_gaps(results: dict) -> list[str]:
+    """What this run's figures say about a missed training-speed target."""
+    measured = ratios(results)
+    missed = [n for n, (v, goal) in measured.items() if v < goal and n.startswith("training")]
+    ours = _get(results, "models", "noddi-tafp", default={}) or {}
+    if not missed or not ours.get("training_fraction_of_matmul"):
+        return []
+    step, fit = ours["train_samples_per_s"], ours.get("fit_samples_per_s")
+    lines = [
+        "### Why training misses its target",
+        "",
+        f"- The same network (the same {ours['trainable_parameters']:,} parameters), "
+        f"{ours['training_mflop_per_sample']:.0f} MFLOP per training sample, trains at "
+        f"{ours['training_fraction_of_matmul']:.0%} of this CPU's matmul throughput. By "
+        "their shapes, most of those FLOPs are in 3-D convolutions with 4 filters and large "
+        "kernels (up to 14 x 6 x 12 voxels in the fMRI encoder), the same in both packages; "
+        "which op dominates the time was not profiled.",
+    ]
+    if fit:
+        lines.append(
+            f"- Keras `fit` on an in-memory tf.data pipeline reaches {fit / step:.0%} of the "
+            f"step rate ({fit} against {step} samples/s); why was not profiled (candidates: "
+            "the pipeline's copies on the same cores, fit's per-epoch set-up)."
+        )
+    lines += [
+        "- Not tried yet: XLA compilation of the step, channels-first 3-D convolutions, "
+        "larger batches (batch 4 is the original's).",
+        "",
+    ]
+    return lines
 
 
 def _original(results: dict) -> list[str]:
