@@ -461,7 +461,8 @@ def _speed_gaps(results: dict) -> list[str]:
         f"{ours['training_fraction_of_matmul']:.0%} of this CPU's matmul throughput. By "
         "their shapes, most of those FLOPs are in 3-D convolutions with 4 filters and large "
         "kernels (up to 14 x 6 x 12 voxels in the fMRI encoder), the same in both packages; "
-        "which op dominates the time was not profiled.",
+        "how the step splits between the EEG and the fMRI branches was measured once "
+        "(benchmarks/NOTES.md); which op dominates each was not profiled.",
     ]
     if fit:
         lines.append(
