@@ -131,7 +131,7 @@ def main() -> int:
     ctx = common.Context(root=root, quick=args.quick)
     here = Path(__file__).parent
     results_dir = args.results_dir or (here / "quick" if args.quick else here)
-    quick = args.quick
+    quick = ctx.quick
     presets = (DEFAULT_PRESET,) if quick else (DEFAULT_PRESET, "noddi-tafp")
     sections = {
         "models": lambda: (

@@ -9,21 +9,16 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
 @dataclass
 class Context:
-    """Where a harness run works, how big it is, and what it has measured so far."""
+    """Where a harness run works, and how big it is."""
 
     root: Path  # scratch folder of this run (datasets, outputs, work dirs)
     quick: bool  # smoke-test sizes: checks the harness, its figures mean nothing
-    results: dict = field(default_factory=dict)  # section name -> figures
-
-    @property
-    def python(self) -> str:
-        return sys.executable
 
     def bin(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
