@@ -121,7 +121,7 @@ def _preset_speed(
     import tensorflow as tf
 
     from bids_eeg2fmri.models.synthesizer import PRESETS, build_models, count_trainable
-    from bids_eeg2fmri.models.training import ORIGINAL_LEARNING_RATE, compile_training
+    from bids_eeg2fmri.models.training import ORIGINAL_LEARNING_RATE, batched, compile_training
 
     steps, repeats = _steps(ctx)
     built = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID)
@@ -139,7 +139,7 @@ def _preset_speed(
     # the product's path: Keras fit on a tf.data pipeline (here from memory, not the caches)
     targets = (bold, np.zeros(len(bold), np.float32))
     data = tf.data.Dataset.from_tensor_slices(((eeg, bold), targets)).repeat()
-    data = data.batch(TRAIN_BATCH).prefetch(2)
+    data = batched(data, TRAIN_BATCH)  # the app's batching, prefetch and tf.data options
     built.training.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # tracing
     fit_rates = []
     fit_steps = 5 * steps  # an epoch long enough for fit's per-epoch set-up not to dominate

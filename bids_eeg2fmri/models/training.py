@@ -58,7 +58,22 @@ def make_dataset(
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(pairs)))
-    return dataset.batch(batch_size).prefetch(2)
+    return batched(dataset, batch_size)
+
+
+def batched(dataset, batch_size: int):
+    """Batches of ``dataset``, two prefetched, with tf.data's autotuning off.
+
+    The pipeline has nothing to tune (one generator, a fixed prefetch), and an autotuned
+    iterator's clean-up waits for the tuner's next wake-up: idle seconds at the end of
+    every training epoch and validation pass (up to ~9 s after 50 steps at noddi-tafp's
+    shapes on a 2-core CPU; benchmarks/NOTES.md).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.batch(batch_size).prefetch(2).with_options(options)
 
 
 def mae_loss(y_true, y_pred):
