@@ -233,3 +233,38 @@ def test_the_cli_knows_every_preset():
     from bids_eeg2fmri.config import PRESET_NAMES
 
     assert set(PRESET_NAMES) == set(PRESETS)
+
+
+def _fit_small(optimizer, steps: int = 5) -> list[np.ndarray]:
+    """Weights of a small dense model after a few Adam steps from a fixed start."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5), keras.layers.Dense(3)])
+    model.compile(optimizer, "mse")
+    x = RNG.standard_normal((8, 6)).astype("float32")
+    y = RNG.standard_normal((8, 3)).astype("float32")
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_fused_adam_is_kerass_adam():
+    from bids_eeg2fmri.models.optimizers import FusedAdam
+
+    # the same starting weights and batches; the two differ by float rounding only
+    state = RNG.bit_generator.state
+    ours = _fit_small(FusedAdam(0.01))
+    RNG.bit_generator.state = state
+    reference = _fit_small(keras.optimizers.Adam(0.01))
+    RNG.bit_generator.state = state
+    untrained = _fit_small(keras.optimizers.Adam(0.01), steps=0)
+    for a, b, start in zip(ours, reference, untrained, strict=True):
+        assert np.allclose(a, b, atol=1e-5)
+        assert not np.allclose(a, start)  # it did train
+    import tensorflow as tf
+
+    assert FusedAdam(0.01)._fusable(tf.zeros(3))  # the fused kernel is what ran above
+    # AMSGrad is not fused: Keras's update runs instead
+    assert not FusedAdam(0.01, amsgrad=True)._fusable(tf.zeros(3))
+    assert all(np.isfinite(w).all() for w in _fit_small(FusedAdam(0.01, amsgrad=True)))
+    clone = keras.optimizers.deserialize(keras.optimizers.serialize(FusedAdam(0.02)))
+    assert type(clone) is FusedAdam and np.isclose(float(clone.learning_rate), 0.02)
