@@ -92,6 +92,7 @@ class WorkflowSection:
     high_pass: float = 128.0  # s: BOLD drifts slower than this are removed (0: none)
     # the model: train one, or apply one
     train: bool = False
+    train_only: bool = False  # with train: save the model, then stop
     model: Path | None = None
     preset: str = "compact"
     model_name: str | None = None  # default: the preset's name
@@ -523,6 +524,7 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         model_grid=convert("model_grid", parse_grid, defaults.model_grid),
         high_pass=convert("high_pass", parse_seconds, defaults.high_pass),
         train=bool(opts.get("train", False)),
+        train_only=bool(opts.get("train_only", False)),
         model=_absolute(opts["model"]) if opts.get("model") else None,
         preset=str(opts.get("preset") or defaults.preset),
         model_name=convert("model_name", parse_model_name, None)
@@ -549,6 +551,8 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         )
     if section.train and section.model is not None:
         raise UsageError("--train and --model exclude each other: train a model or apply one")
+    if section.train_only and not section.train:
+        raise UsageError("--train-only needs --train: it stops after training")
     if section.first_volume_onset is not None and section.assume_eeg_starts_at_first_volume:
         raise UsageError(
             "--first-volume-onset and --assume-eeg-starts-at-first-volume exclude each other"

@@ -158,6 +158,24 @@ def test_train_and_model_exclude_each_other(dataset, tmp_path, capsys):
     assert code == 2 and "not allowed with argument" in errors[0]
 
 
+def test_train_only_saves_the_model_for_a_later_apply(dataset, tmp_path, capsys):
+    code, errors = cli(dataset, tmp_path / "x", tmp_path / "w", capsys, "--train-only")
+    assert code == 2 and "--train-only needs --train" in errors[0]
+    out, work = tmp_path / "out", tmp_path / "work"
+    code, errors = cli(dataset, out, work, capsys, *TRAIN, "--train-only")
+    assert code == 0, errors
+    assert (out / "models/compact.keras").is_file() and (out / "models/compact.json").is_file()
+    assert not list(out.glob("sub-*/*/*_desc-synth_*"))  # no synthesis, metrics or maps
+    assert (out / "sub-01.html").is_file()  # the reports still describe the runs
+    # applied later to one participant, into the same output folder
+    args = ["--model", out / "models/compact.keras", "--participant-label", "03"]
+    code, errors = cli(dataset, out, work, capsys, *args, "--lrp-volumes", "0")
+    assert code == 0, errors
+    assert [p.name for p in out.glob("sub-*/func/*_desc-synth_bold.nii.gz")] == [
+        "sub-03_task-rest_desc-synth_bold.nii.gz"
+    ]
+
+
 def test_the_variational_preset_writes_an_uncertainty_map(dataset, tmp_path, capsys):
     args = [*TRAIN, "--preset", "compact-variational", "--participant-label", "01", "02"]
     code, errors = cli(dataset, tmp_path / "out", tmp_path / "work", capsys, *args)

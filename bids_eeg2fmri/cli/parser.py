@@ -205,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthesize with this .keras model (its .json card beside it)",
     )
     model.add_argument(
+        "--train-only",
+        dest="train_only",
+        action="store_true",
+        help="with --train: save the model and stop (no synthesis, metrics or relevance "
+        "maps; the reports still describe the runs); apply it later with --model, e.g. on "
+        "other nodes",
+    )
+    model.add_argument(
         "--preset",
         dest="preset",
         metavar="NAME",

@@ -368,6 +368,12 @@ def _model_steps(config, pairs) -> None:
     try:
         if config.workflow.train:
             model, card, plan, card_path = modeling.train_model(config, runs, pairs)
+            if config.workflow.train_only:
+                LOGGER.info(
+                    "--train-only: no synthesis; apply the model with --model %s",
+                    card_path.with_suffix(".keras"),
+                )
+                return
             if config.workflow.baselines:
                 from bids_eeg2fmri.workflows.evaluate import fit_baselines
 
