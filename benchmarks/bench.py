@@ -35,6 +35,8 @@ import pipeline  # noqa: E402
 import report  # noqa: E402
 import speed  # noqa: E402
 
+from bids_eeg2fmri.config import PRESET_NAMES  # noqa: E402 - TensorFlow-free
+
 DEFAULT_PRESET = "compact"
 SECTIONS = ("models", "original", "preprocessing", "memory", "quality", "demo")
 
@@ -80,6 +82,20 @@ def _commit() -> str | None:
 
     commit = git("rev-parse", "--short", "HEAD")
     return (commit + ("+" if git("status", "--porcelain", "-uno") else "")) or None
+
+
+def quality_plan(quick: bool, gpu: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(preset, seeds) of the quality section. On a GPU every preset with 3 seeds. On a
+    CPU the compact family only: the default preset with 3 seeds, the other two with one
+    (the presets of the original's size train several times slower: RESULTS.md says how long
+    they would take). Quick mode: one seed of the default and of compact-plain (which
+    takes the section's second path)."""
+    if quick:
+        return ((DEFAULT_PRESET, (0,)), ("compact-plain", (0,)))
+    if gpu:
+        others = [p for p in PRESET_NAMES if p != DEFAULT_PRESET]
+        return tuple((p, (0, 1, 2)) for p in (DEFAULT_PRESET, *others))
+    return ((DEFAULT_PRESET, (0, 1, 2)), ("compact-plain", (0,)), ("compact-variational", (0,)))
 
 
 def _fresh_process(function, *args):
@@ -133,6 +149,7 @@ def main() -> int:
     results_dir = args.results_dir or (here / "quick" if args.quick else here)
     quick = ctx.quick
     presets = (DEFAULT_PRESET,) if quick else (DEFAULT_PRESET, "noddi-tafp")
+    plan = quality_plan(quick, gpu=bool(common.gpus()))
     sections = {
         "models": lambda: (
             _fresh_process(speed.models, ctx, presets) | {"spectra": speed.spectra(ctx)}
@@ -140,8 +157,9 @@ def main() -> int:
         "original": lambda: speed.original(ctx, install=not args.no_install),
         "preprocessing": lambda: pipeline.preprocessing(ctx),
         "memory": lambda: pipeline.memory(ctx),
-        "quality": lambda: pipeline.quality(
-            ctx, (DEFAULT_PRESET,), (0,) if quick else (0, 1, 2), epochs=2 if quick else 10
+        "quality": lambda: (
+            pipeline.quality(ctx, plan, epochs=2 if quick else 10)
+            | {"not_run": [p for p in PRESET_NAMES if p not in dict(plan)]}
         ),
         "demo": lambda: pipeline.demo(ctx),
     }

@@ -110,8 +110,11 @@ def simulate(ctx: Context, name: str, *options: str) -> Path:
     return data
 
 
-def app(ctx: Context, data: Path, out: Path, level: str, *options: str, **kw) -> dict:
-    """Run ``bids-eeg2fmri DATA OUT LEVEL OPTIONS`` in a fresh process."""
+def app(
+    ctx: Context, data: Path, out: Path, level: str, *options: str, step: str = "", **kw
+) -> dict:
+    """Run ``bids-eeg2fmri DATA OUT LEVEL OPTIONS`` in a fresh process (its log beside OUT,
+    named after the level and ``step``)."""
     argv = [
         ctx.bin("bids-eeg2fmri"),
         str(data),
@@ -120,4 +123,4 @@ def app(ctx: Context, data: Path, out: Path, level: str, *options: str, **kw) ->
         "--skip-bids-validation",
         *options,
     ]
-    return run(argv, log=out.with_name(out.name + f"-{level}.log"), **kw)
+    return run(argv, log=out.with_name(f"{out.name}-{level}{step}.log"), **kw)

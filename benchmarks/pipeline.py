@@ -98,8 +98,9 @@ def study_dataset(ctx: Context) -> Path:
 
 
 def memory(ctx: Context) -> dict:
-    """Peak memory of one epoch of ``participant --train`` (compact preset, batch 8) on the
-    first 5, 10 and 20 participants, each in a fresh process (/proc sampled every 0.2 s).
+    """Peak memory of one epoch of ``participant --train --train-only`` (compact preset,
+    batch 8) on the first 5, 10 and 20 participants, each in a fresh process (/proc sampled
+    every 0.2 s).
 
     Anonymous memory is what the process allocated; the resident set also counts the pages
     of the memory-mapped caches it read (reclaimable)."""
@@ -108,7 +109,7 @@ def memory(ctx: Context) -> dict:
     for count in (2, 4, 6) if ctx.quick else (5, 10, 20):
         labels = [f"{i:02d}" for i in range(1, count + 1)]
         options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels, "--train"]
-        options += ["--epochs", "1", "--batch-size", "8", "--lrp-volumes", "0", "--no-baselines"]
+        options += ["--train-only", "--epochs", "1", "--batch-size", "8", "--no-baselines"]
         figures[str(count)] = app(
             ctx, data, ctx.root / f"memory-{count}", "participant", *options, sample_memory=True
         )
@@ -123,28 +124,35 @@ def _training_samples(log: Path) -> int:
     return int(found.group(1))
 
 
-def quality(ctx: Context, presets: tuple[str, ...], seeds: tuple[int, ...], epochs: int) -> dict:
-    """Held-out quality of each preset and seed, beside the baselines fitted in the same run.
+def quality(ctx: Context, plan: tuple[tuple[str, tuple[int, ...]], ...], epochs: int) -> dict:
+    """Held-out quality of each (preset, seeds) of ``plan``, beside the baselines.
 
-    ``participant --train`` on the first 16 participants, the last 4 held out (one more is
-    the validation participant, chosen by the app), then ``group``; figures are the mean
-    over held-out participants of the group table's rows."""
+    Every run trains on the first 16 participants with the last 4 held out (one more is
+    the validation participant, chosen by the app). The first run is the product's whole
+    path: ``participant --train`` (baselines fitted, every participant synthesized and
+    evaluated), then ``group``. The baselines do not depend on the preset or the seed, so
+    the other runs train with ``--train-only --no-baselines`` and apply the model to the
+    held-out participants alone (``--model``), which evaluates them with the same code.
+    Figures are the mean over held-out participants of the group table's rows."""
     data = study_dataset(ctx)
     count = 6 if ctx.quick else 16
     labels = [f"{i:02d}" for i in range(1, count + 1)]
     held = labels[-(2 if ctx.quick else HELD_OUT) :]
     figures: dict = {"participants": count, "volumes": study_size(ctx)[1], "held_out": held}
     figures |= {"epochs": epochs, "channels": _shapes(ctx)[0], "grid": _shapes(ctx)[1], "runs": {}}
-    for preset in presets:
+    for preset, seeds in plan:
         for seed in seeds:
-            try:  # a failed seed must not lose the others
-                figures["runs"][f"{preset}/seed{seed}"] = _quality_run(
-                    ctx, data, labels, held, preset, seed, epochs
-                )
+            key = f"{preset}/seed{seed}"
+            full = "baselines" not in figures  # until one full run has succeeded
+            try:  # a failed run must not lose the others
+                run_figures = _quality_run(ctx, data, labels, held, preset, seed, epochs, full)
             except Exception as error:
-                figures["runs"][f"{preset}/seed{seed}"] = {
-                    "failed": f"{type(error).__name__}: {error}"
-                }
+                figures["runs"][key] = {"failed": f"{type(error).__name__}: {error}"}
+                continue
+            if full:
+                baselines = {m: v for m, v in run_figures["methods"].items() if m != "model"}
+                figures["baselines"] = {"from": key, "methods": baselines}
+            figures["runs"][key] = run_figures
     return figures
 
 
@@ -156,30 +164,35 @@ def _quality_run(
     preset: str,
     seed: int,
     epochs: int,
+    full: bool,
 ) -> dict:
-    """One ``participant --train`` and ``group`` of the quality section, and its figures."""
+    """One run of the quality section (see :func:`quality`) and its figures."""
     out = ctx.root / f"quality-{preset}-{seed}"
-    options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels]
-    options += [
-        "--train",
-        "--preset",
-        preset,
-        "--seed",
-        str(seed),
-        "--holdout-label",
-        *held,
-    ]
+    work = ["-w", str(ctx.root / "study-work")]
+    options = [*work, "--participant-label", *labels, "--train", "--preset", preset]
+    options += ["--seed", str(seed), "--holdout-label", *held]
     options += ["--epochs", str(epochs), "--batch-size", "8", "--learning-rate", "0.001"]
     options += ["--lrp-volumes", "0"]
-    timing = app(ctx, data, out, "participant", *options)
-    app(ctx, data, out, "group", "-w", str(ctx.root / "study-work"))
-    table = pd.read_csv(out / "group_desc-synth_metrics.tsv", sep="\t", na_values="n/a")
-    rows = table[table["split"] == "holdout"]
+    if not full:
+        options += ["--train-only", "--no-baselines"]
+    wall = app(ctx, data, out, "participant", *options)["wall_s"]
+    if not full:
+        model = str(out / "models" / f"{preset}.keras")
+        apply = [*work, "--model", model, "--participant-label", *held, "--lrp-volumes", "0"]
+        wall += app(ctx, data, out, "participant", *apply, step="-apply")["wall_s"]
+    app(ctx, data, out, "group", *work)
+    table = pd.read_csv(
+        out / "group_desc-synth_metrics.tsv", sep="\t", na_values="n/a", dtype={"participant": str}
+    )
+    rows = table[table["split"] == ("holdout" if full else "applied")]
+    if set(rows["participant"]) != set(held):
+        raise ValueError(f"{out}: the held-out rows are not those of {held}")
     card = json.loads(next((out / "models").glob("*.json")).read_text())
     history = card["training"]["history"]
     samples = _training_samples(out.with_name(out.name + "-participant.log"))
     run_figures = {
-        "wall_s": timing["wall_s"],
+        "full_path": full,
+        "wall_s": round(wall, 2),
         "epochs_run": len(history["loss"]),
         "training_s": card["training"]["seconds"],
         "training_samples": samples,
@@ -199,8 +212,8 @@ def _quality_run(
         }
     run_figures["noise_ceiling"] = round(float(rows["noise_ceiling_mean"].mean()), 4)
     train_rows = table[(table["split"] == "train") & (table["method"] == "model")]
-    run_figures["model_train_fraction_of_ceiling"] = round(
-        float(train_rows["fraction_of_ceiling"].mean()), 4
+    run_figures["model_train_fraction_of_ceiling"] = (
+        round(float(train_rows["fraction_of_ceiling"].mean()), 4) if len(train_rows) else None
     )
     return run_figures
 

@@ -41,6 +41,16 @@ def _quality_runs(results: dict, preset: str) -> list[dict]:
     ]
 
 
+def _baselines(results: dict) -> dict:
+    """The baselines' held-out figures by method: fitted once, in the quality section's
+    full run (older results: inside each run's methods)."""
+    fitted = _get(results, "quality", "baselines", "methods")
+    if fitted is not None:
+        return fitted
+    runs = _quality_runs(results, "compact")
+    return {m: v for m, v in (runs[0]["methods"] if runs else {}).items() if m != "model"}
+
+
 def scale(results: dict) -> dict:
     """Wall time and cost of STUDY on the benchmarked machine, a GPU node and a SLURM
     cluster, from the measured preprocessing, training and evaluation rates (None where a
@@ -55,10 +65,11 @@ def scale(results: dict) -> dict:
     runs = _quality_runs(results, "compact")
     train_rate = statistics.median(r["samples_per_s_end_to_end"] for r in runs) if runs else None
     evaluation = None  # seconds per volume after training: synthesis, metrics, baselines, reports
-    if runs:
+    full = [r for r in runs if r.get("full_path", True)]  # every participant evaluated
+    if full:
         q = results["quality"]
         volumes_done = q["participants"] * q["volumes"]
-        per_run = [(r["wall_s"] - r["training_s"]) / volumes_done for r in runs]
+        per_run = [(r["wall_s"] - r["training_s"]) / volumes_done for r in full]
         evaluation = statistics.median(per_run)
     gpu_rate = _get(results, "models", "gpu", "compact", "fit_samples_per_s")
     cores = _get(results, "machine", "cores", default=2)
@@ -127,9 +138,10 @@ def quality_checks(results: dict) -> dict | None:
     runs = _quality_runs(results, "compact")
     if not runs:
         return None
+    baselines = _baselines(results)
 
     def every(test) -> bool | None:
-        outcomes = [test(run["methods"]) for run in runs]
+        outcomes = [test(baselines | run["methods"]) for run in runs]
         return None if None in outcomes else all(outcomes)
 
     def value(methods: dict, method: str, metric: str):
@@ -269,14 +281,17 @@ def _quality(results: dict) -> list[str]:
         f"`bids-eeg2fmri-simulate` (seed 0, {q['channels']} channels at 250 Hz, "
         f"{' x '.join(map(str, q['grid']))}, TR 2.16 s), "
         f"{q['participants']} participants x {q['volumes']} volumes; "
-        f"`participant --train --epochs {q['epochs']} --batch-size 8 --learning-rate 0.001 "
-        f"--holdout-label {' '.join(q['held_out'])} --seed S`, then `group`. One more participant "
-        "validates (early stopping); the rest train. Figures: mean over the held-out "
-        "participants, then median (min-max) over seeds. r is the voxelwise temporal Pearson r "
-        "in the voxels the simulator couples to an EEG source; the fraction divides it by the "
-        "simulator's noise ceiling (the r of the noiseless BOLD with the observed one). The "
-        "baselines are fitted on the same training participants in the same run, so they "
-        "repeat across seeds.",
+        f"`participant --train --preset P --epochs {q['epochs']} --batch-size 8 "
+        f"--learning-rate 0.001 --holdout-label {' '.join(q['held_out'])} --seed S`. One more "
+        "participant validates (early stopping); the rest train. The first run is the whole "
+        "product path (baselines fitted, every participant synthesized and evaluated, then "
+        "`group`); the others add `--train-only --no-baselines` and apply the model to the "
+        "held-out participants with `--model` (the same evaluation code). The baselines do not "
+        "depend on the preset or the seed: fitted once, on the same training participants. "
+        "Figures: mean over the held-out participants, then median (min-max) over seeds. r is "
+        "the voxelwise temporal Pearson r in the voxels the simulator couples to an EEG source; "
+        "the fraction divides it by the simulator's noise ceiling (the r of the noiseless BOLD "
+        "with the observed one).",
         "",
     ]
     header = [
@@ -290,16 +305,20 @@ def _quality(results: dict) -> list[str]:
         "SSIM 3-D",
     ]
     rows = []
-    presets = sorted({name.split("/")[0] for name in q["runs"]})
-    for preset in presets:
+    for preset in dict.fromkeys(name.split("/")[0] for name in q["runs"]):
         runs = _quality_runs(results, preset)
-        for method in ("model", "ridge", "mean-volume"):
-            values = [r["methods"].get(method, {}) for r in runs]
-            rows.append(
-                [preset if method == "model" else "", method, len(runs)]
-                + [_spread([v.get(k) for v in values]) for k in QUALITY_METRICS]
-            )
+        values = [r["methods"].get("model", {}) for r in runs]
+        rows.append(
+            [preset, "model", len(runs)]
+            + [_spread([v.get(k) for v in values]) for k in QUALITY_METRICS]
+        )
+    for method, values in _baselines(results).items():
+        rows.append(["", method, "-"] + [_spread([values.get(k)]) for k in QUALITY_METRICS])
     lines += _table(header, rows)
+    failed = [name for name, run in q["runs"].items() if "failed" in run]
+    if failed:
+        lines += ["", "Failed runs: " + "; ".join(f"{n}: {q['runs'][n]['failed']}" for n in failed)]
+    lines += _not_run(results)
     compact = _quality_runs(results, "compact")
     if compact:
         ceiling = _spread([r["noise_ceiling"] for r in compact])
@@ -316,6 +335,32 @@ def _quality(results: dict) -> list[str]:
     return lines + [""]
 
 
+def _not_run(results: dict) -> list[str]:
+    """The presets the quality section left out on this machine, and what one seed would
+    have cost here at the measured training rate of noddi-tafp (their network's size)."""
+    q = results["quality"]
+    skipped = q.get("not_run") or []
+    if not skipped:
+        return []
+    rate = _get(results, "models", "noddi-tafp", "fit_samples_per_s")
+    runs = _quality_runs(results, "compact")
+    large = [p for p in skipped if not p.startswith("compact")]  # the original's size
+    line = f"Not run on this machine: {', '.join(skipped)}."
+    if large:
+        line += f" Of the original's network size (44.7 million parameters): {', '.join(large)}."
+    if large and rate and runs:
+        samples = runs[0]["training_samples"]
+        hours = samples * q["epochs"] / rate / 3600
+        line += (
+            f" At noddi-tafp's measured training rate here ({rate} samples/s, Keras fit), one "
+            f"seed of {q['epochs']} epochs on {samples} samples would train for {hours:.1f} h, "
+            f"{len(large)} presets x 3 seeds {3 * len(large) * hours:.0f} h: beyond the "
+            "hour of the whole benchmark. On a GPU machine `make bench` runs every preset "
+            "with 3 seeds."
+        )
+    return ["", line]
+
+
 def _limits(results: dict) -> list[str]:
     """What this run's figures say about why the default preset misses its quality targets
     (only when it misses one); what was tried before is in NOTES.md."""
@@ -330,7 +375,7 @@ def _limits(results: dict) -> list[str]:
 
     held = med(r["methods"].get("model", {}).get("fraction_of_ceiling") for r in runs)
     train = med(r["model_train_fraction_of_ceiling"] for r in runs)
-    ridge = med(r["methods"].get("ridge", {}).get("fraction_of_ceiling") for r in runs)
+    ridge = _baselines(results).get("ridge", {}).get("fraction_of_ceiling")
     lines = ["## What limits the default model", ""]
     if held is not None and train is not None:
         verdict = (
@@ -450,29 +495,31 @@ def _speed_gaps(results: dict) -> list[str]:
     measured = ratios(results)
     missed = [n for n, (v, goal) in measured.items() if v < goal and n.startswith("training")]
     ours = _get(results, "models", "noddi-tafp", default={}) or {}
-    if not missed or not ours.get("training_fraction_of_matmul"):
+    profile = ours.get("step_profile")
+    if not missed or not profile or not profile.get("fractions"):
         return []
-    step, fit = ours["train_samples_per_s"], ours.get("fit_samples_per_s")
+    cores = _get(results, "machine", "cores", default=1)
+    busy = profile["op_s_per_step"] / (profile["wall_s_per_step"] * cores)
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in profile["fractions"].items())
     lines = [
         "### Why training misses its target",
         "",
-        f"- The same network (the same {ours['trainable_parameters']:,} parameters), "
-        f"{ours['training_mflop_per_sample']:.0f} MFLOP per training sample, trains at "
-        f"{ours['training_fraction_of_matmul']:.0%} of this CPU's matmul throughput. By "
-        "their shapes, most of those FLOPs are in 3-D convolutions with 4 filters and large "
-        "kernels (up to 14 x 6 x 12 voxels in the fMRI encoder), the same in both packages; "
-        "how the step splits between the EEG and the fMRI branches was measured once "
-        "(benchmarks/NOTES.md); which op dominates each was not profiled.",
-    ]
-    if fit:
-        lines.append(
-            f"- Keras `fit` on an in-memory tf.data pipeline reaches {fit / step:.0%} of the "
-            f"step rate ({fit} against {step} samples/s); why was not profiled (candidates: "
-            "the pipeline's copies on the same cores, fit's per-epoch set-up)."
-        )
-    lines += [
-        "- Not tried yet: XLA compilation of the step, channels-first 3-D convolutions, "
-        "larger batches (batch 4 is the original's).",
+        f"- Where noddi-tafp's step goes (TensorFlow's profiler, {profile['steps']} steps of "
+        f"`train_on_batch`, op time summed over threads): {shares}. The ops kept this "
+        f"machine's {cores} cores {busy:.0%} busy ({profile['op_s_per_step']:.3f} s of op "
+        f"time per {profile['wall_s_per_step']:.3f} s step): the step is bound by the "
+        "compute of TensorFlow's own kernels, mostly its oneDNN 3-D convolutions and their "
+        "gradients, on the same layers as the original's.",
+        f"- The network: {ours['trainable_parameters']:,} parameters, "
+        f"{ours['training_mflop_per_sample']:.0f} MFLOP per training sample, at "
+        f"{ours['training_fraction_of_matmul']:.0%} of this CPU's matmul throughput: 3-D "
+        "convolutions with 4 filters and kernels up to 14 x 6 x 12 voxels use oneDNN far "
+        "less well than large matrix products.",
+        "- What is ours to speed up and was: the optimizer (TensorFlow's fused Adam kernel "
+        "instead of Keras's element-wise passes), the input pipeline (tf.data autotuning "
+        "off: its clean-up idled seconds after every epoch), no per-step Python work. "
+        "Tried and not kept: XLA compilation of the step (40x slower on this CPU; "
+        "benchmarks/NOTES.md).",
         "",
     ]
     return lines

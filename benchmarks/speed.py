@@ -80,6 +80,54 @@ def forward_flops(model, input_shapes) -> int:
     return int(profile(graph, options=options).total_float_ops)
 
 
+#: Op categories of the step profile: (category, test on "scope/name:OpType").
+OP_CATEGORIES = (
+    ("optimizer (Adam)", lambda name, kind: name.split("/")[0].endswith("adam")),
+    ("convolution gradients", lambda name, kind: "Conv" in kind and "Backprop" in kind),
+    ("convolutions", lambda name, kind: "Conv" in kind),
+    ("matrix products", lambda name, kind: "MatMul" in kind),
+    ("pooling", lambda name, kind: "Pool" in kind),
+    ("element-wise and other", lambda name, kind: True),
+)
+
+
+def step_profile(model, inputs, targets, steps: int, logdir: Path) -> dict:
+    """Where a training step's time goes: TensorFlow's profiler over ``steps`` calls of
+    ``train_on_batch``, op execution time summed over threads, by :data:`OP_CATEGORIES`
+    (fractions), and the op time per step against the wall time per step."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    tf.profiler.experimental.start(str(logdir))
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(inputs, targets)
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(sorted(logdir.rglob("*.xplane.pb"))[-1].read_bytes())
+    seconds = dict.fromkeys((c for c, _ in OP_CATEGORIES), 0.0)
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the executor's op events
+                continue
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                if name.count(":") != 1:  # not "scope/name:OpType": the executor's own spans,
+                    continue  # e.g. ExecutorState::Process, which enclose the op events
+                op, kind = name.rsplit(":", 1)
+                category = next(c for c, test in OP_CATEGORIES if test(op, kind))
+                seconds[category] += event.duration_ps * 1e-12
+    total = sum(seconds.values())
+    return {
+        "steps": steps,
+        "wall_s_per_step": round(wall / steps, 4),
+        "op_s_per_step": round(total / steps, 4),
+        "fractions": {c: round(v / total, 3) for c, v in seconds.items()} if total else {},
+    }
+
+
 def models(ctx: Context, presets: tuple[str, ...]) -> dict:
     """Training samples/s (``train_on_batch``, batch 4) and synthesis volumes/s
     (``predict``, batch 16) of each preset on the shared arrays; FLOPs per sample and the
@@ -153,6 +201,9 @@ def _preset_speed(
         start = time.perf_counter()
         built.synthesis.predict(eeg, batch_size=SYNTH_BATCH, verbose=0)
         synth_rates.append(len(eeg) / (time.perf_counter() - start))
+    profile = step_profile(
+        built.training, [x, y], [y, zero], steps, ctx.root / f"profile-{preset}-{time.time_ns()}"
+    )
     training_flops = 3 * forward_flops(built.training, [(*EEG_SHAPE, 1), (*GRID, 1)])
     figures = {
         "trainable_parameters": count_trainable(built.training),
@@ -163,6 +214,7 @@ def _preset_speed(
             forward_flops(built.synthesis, [(*EEG_SHAPE, 1)]) / 1e6, 1
         ),
         "training_mflop_per_sample": round(training_flops / 1e6, 1),
+        "step_profile": profile,
     }
     if gflops:
         figures["training_fraction_of_matmul"] = round(

@@ -204,3 +204,61 @@ def test_a_section_measured_again_says_so_in_the_header():
     text = report.markdown(results | {"scale": report.scale(results)})
     header = text.split("## Targets")[0]
     assert "Section `preprocessing` measured again later, alone: 2026-11-26" in header
+
+
+def _one_baseline_run(results: dict) -> dict:
+    """The current layout: baselines fitted in the first (full) run only; the other runs
+    trained with --train-only and evaluated the held-out participants alone."""
+    quality = results["quality"]
+    first = quality["runs"]["compact/seed0"]
+    quality["baselines"] = {
+        "from": "compact/seed0",
+        "methods": {m: v for m, v in first["methods"].items() if m != "model"},
+    }
+    for name, run in quality["runs"].items():
+        run["full_path"] = name == "compact/seed0"
+        if not run["full_path"]:
+            run["methods"] = {"model": run["methods"]["model"]}
+            run["wall_s"] = 5000.0  # an apply run's wall time says nothing of evaluation
+    quality["runs"]["compact-plain/seed0"] = _run(0.6, 0.7)
+    quality["runs"]["compact-plain/seed0"]["methods"] = {
+        "model": {"fraction_of_ceiling": 0.6, "rmse_mask": 0.97}
+    }
+    quality["not_run"] = ["noddi-tafp", "plain"]
+    return results
+
+
+def test_baselines_fitted_once_judge_every_seed_and_other_presets_are_listed():
+    results = _one_baseline_run(copy.deepcopy(RESULTS))
+    assert report.quality_checks(results) == {"ceiling": True, "ridge": True, "mean-volume": True}
+    results["quality"]["baselines"]["methods"]["ridge"]["fraction_of_ceiling"] = 0.86
+    assert report.quality_checks(results)["ridge"] is False  # every seed against the one fit
+    text = report.markdown(results | {"scale": report.scale(results)})
+    quality = text.split("## Quality on the simulator")[1].split("\n## ")[0]
+    assert quality.count("| ridge |") == 1 and "| compact-plain | model | 1 | 0.600 |" in quality
+    # the skipped presets, with what one seed would cost at the measured rate
+    hours = 3000 * 8 / 24.0 / 3600
+    assert "Not run on this machine: noddi-tafp, plain" in quality
+    assert f"would train for {hours:.1f} h" in quality
+    # evaluation cost per volume from the full run only
+    scale = report.scale(results)
+    evaluation = (1000.0 - 400.0) / (16 * 300)
+    assert scale["this_machine"]["evaluate_h"] == pytest.approx(
+        scale["study"]["volumes"] * evaluation / 3600, abs=0.01
+    )
+
+
+def test_a_missed_training_target_is_explained_from_the_step_profile():
+    results = copy.deepcopy(RESULTS)
+    results["models"]["noddi-tafp"]["step_profile"] = {
+        "steps": 10,
+        "wall_s_per_step": 0.2,
+        "op_s_per_step": 0.36,
+        "fractions": {"convolutions": 0.6, "optimizer (Adam)": 0.1, "element-wise and other": 0.3},
+    }
+    text = report.markdown(results | {"scale": report.scale(results)})
+    assert "### Why training misses its target" in text  # step ratio 2.0x < 3x
+    assert "convolutions 60%, optimizer (Adam) 10%" in text and "2 cores 90% busy" in text
+    results["original"]["train_step_samples_per_s"] = 5.0  # 3.6x: nothing to explain
+    text = report.markdown(results | {"scale": report.scale(results)})
+    assert "### Why training misses its target" not in text
