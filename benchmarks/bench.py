@@ -85,17 +85,22 @@ def _commit() -> str | None:
 
 
 def quality_plan(quick: bool, gpu: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """(preset, seeds) of the quality section. On a GPU every preset with 3 seeds. On a
-    CPU the compact family only: the default preset with 3 seeds, the other two with one
-    (the presets of the original's size train several times slower: RESULTS.md says how long
-    they would take). Quick mode: one seed of the default and of compact-plain (which
-    takes the section's second path)."""
+    """(preset, seeds) of the quality section: 3 seeds each, of every preset on a GPU, of
+    the compact family on a CPU (the presets of the original's size train several times
+    slower there: RESULTS.md says how long they would take). Quick mode: one seed of the
+    default and of compact-plain (which takes the section's second path)."""
     if quick:
         return ((DEFAULT_PRESET, (0,)), ("compact-plain", (0,)))
     if gpu:
         others = [p for p in PRESET_NAMES if p != DEFAULT_PRESET]
         return tuple((p, (0, 1, 2)) for p in (DEFAULT_PRESET, *others))
-    return ((DEFAULT_PRESET, (0, 1, 2)), ("compact-plain", (0,)), ("compact-variational", (0,)))
+    return tuple((p, (0, 1, 2)) for p in (DEFAULT_PRESET, "compact-plain", "compact-variational"))
+
+
+def _get_devices(results: dict) -> list[str] | None:
+    """The device types TensorFlow listed in the models section, if it ran."""
+    models = results.get("models")
+    return models.get("devices") if isinstance(models, dict) else None
 
 
 def _fresh_process(function, *args):
@@ -149,7 +154,16 @@ def main() -> int:
     results_dir = args.results_dir or (here / "quick" if args.quick else here)
     quick = ctx.quick
     presets = (DEFAULT_PRESET,) if quick else (DEFAULT_PRESET, "noddi-tafp")
-    plan = quality_plan(quick, gpu=bool(common.gpus()))
+    results: dict = {"quick": quick, "machine": machine(), "seconds": {}}
+
+    def quality() -> dict:
+        # every preset on a GPU that TensorFlow sees (as the models section found, else
+        # nvidia-smi's answer), the compact family on a CPU
+        devices = _get_devices(results) or (["GPU"] if common.gpus() else [])
+        plan = quality_plan(quick, gpu="GPU" in devices)
+        skipped = [p for p in PRESET_NAMES if p not in dict(plan)]
+        return pipeline.quality(ctx, plan, epochs=2 if quick else 10) | {"not_run": skipped}
+
     sections = {
         "models": lambda: (
             _fresh_process(speed.models, ctx, presets) | {"spectra": speed.spectra(ctx)}
@@ -157,19 +171,16 @@ def main() -> int:
         "original": lambda: speed.original(ctx, install=not args.no_install),
         "preprocessing": lambda: pipeline.preprocessing(ctx),
         "memory": lambda: pipeline.memory(ctx),
-        "quality": lambda: (
-            pipeline.quality(ctx, plan, epochs=2 if quick else 10)
-            | {"not_run": [p for p in PRESET_NAMES if p not in dict(plan)]}
-        ),
+        "quality": quality,
         "demo": lambda: pipeline.demo(ctx),
     }
-    results = {"quick": quick, "machine": machine(), "seconds": {}}
     if args.update:  # the earlier run's figures, with these sections measured again
         earlier = json.loads((results_dir / "results.json").read_text())
         remeasured = earlier.setdefault("remeasured", {})
         for name in args.sections:
             remeasured[name] = {k: results["machine"][k] for k in ("date", "command", "commit")}
-        results = earlier
+        results.clear()  # the sections' closures read this very dict
+        results.update(earlier)
     started = time.monotonic()
     for name in args.sections:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)

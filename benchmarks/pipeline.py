@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ def quality(ctx: Context, plan: tuple[tuple[str, tuple[int, ...]], ...], epochs:
     the validation participant, chosen by the app). The first run is the product's whole
     path: ``participant --train`` (baselines fitted, every participant synthesized and
     evaluated), then ``group``. The baselines do not depend on the preset or the seed, so
-    the other runs train with ``--train-only --no-baselines`` and apply the model to the
+    the other runs train with ``--train-only`` (no baselines either) and apply the model to the
     held-out participants alone (``--model``), which evaluates them with the same code.
     Figures are the mean over held-out participants of the group table's rows."""
     data = study_dataset(ctx)
@@ -168,13 +169,14 @@ def _quality_run(
 ) -> dict:
     """One run of the quality section (see :func:`quality`) and its figures."""
     out = ctx.root / f"quality-{preset}-{seed}"
+    shutil.rmtree(out, ignore_errors=True)  # a reused --scratch: no earlier run's tables
     work = ["-w", str(ctx.root / "study-work")]
     options = [*work, "--participant-label", *labels, "--train", "--preset", preset]
     options += ["--seed", str(seed), "--holdout-label", *held]
     options += ["--epochs", str(epochs), "--batch-size", "8", "--learning-rate", "0.001"]
     options += ["--lrp-volumes", "0"]
     if not full:
-        options += ["--train-only", "--no-baselines"]
+        options.append("--train-only")
     wall = app(ctx, data, out, "participant", *options)["wall_s"]
     if not full:
         model = str(out / "models" / f"{preset}.keras")
@@ -184,7 +186,7 @@ def _quality_run(
     table = pd.read_csv(
         out / "group_desc-synth_metrics.tsv", sep="\t", na_values="n/a", dtype={"participant": str}
     )
-    rows = table[table["split"] == ("holdout" if full else "applied")]
+    rows = table[table["split"] == "holdout"]  # the card keeps the role of applied runs
     if set(rows["participant"]) != set(held):
         raise ValueError(f"{out}: the held-out rows are not those of {held}")
     card = json.loads(next((out / "models").glob("*.json")).read_text())

@@ -6,6 +6,8 @@ import statistics
 
 from pipeline import QUALITY_METRICS
 
+#: The preset whose quality targets are judged (the app's default)
+DEFAULT_PRESET = "compact"
 # An OpenNeuro-sized study: participants x runs of minutes each
 STUDY = {
     "participants": 100,
@@ -47,7 +49,7 @@ def _baselines(results: dict) -> dict:
     fitted = _get(results, "quality", "baselines", "methods")
     if fitted is not None:
         return fitted
-    runs = _quality_runs(results, "compact")
+    runs = _quality_runs(results, DEFAULT_PRESET)
     return {m: v for m, v in (runs[0]["methods"] if runs else {}).items() if m != "model"}
 
 
@@ -62,7 +64,7 @@ def scale(results: dict) -> dict:
     samples = s["train_fraction"] * volumes * s["epochs"]
     prep_2 = _get(results, "preprocessing", "nprocs2", "s_per_eeg_hour")
     prep_1 = _get(results, "preprocessing", "nprocs1", "s_per_eeg_hour")
-    runs = _quality_runs(results, "compact")
+    runs = _quality_runs(results, DEFAULT_PRESET)
     train_rate = statistics.median(r["samples_per_s_end_to_end"] for r in runs) if runs else None
     evaluation = None  # seconds per volume after training: synthesis, metrics, baselines, reports
     full = [r for r in runs if r.get("full_path", True)]  # every participant evaluated
@@ -71,7 +73,7 @@ def scale(results: dict) -> dict:
         volumes_done = q["participants"] * q["volumes"]
         per_run = [(r["wall_s"] - r["training_s"]) / volumes_done for r in full]
         evaluation = statistics.median(per_run)
-    gpu_rate = _get(results, "models", "gpu", "compact", "fit_samples_per_s")
+    gpu_rate = _get(results, "models", "gpu", DEFAULT_PRESET, "fit_samples_per_s")
     cores = _get(results, "machine", "cores", default=2)
     out = {"study": s | {"volumes": volumes, "eeg_hours": round(eeg_hours, 1)}}
     if None in (prep_1, prep_2, train_rate, evaluation):
@@ -135,7 +137,7 @@ def quality_checks(results: dict) -> dict | None:
     ceiling; above the ridge (fraction of the ceiling) and below it (RMSE in the mask);
     below the mean volume (RMSE in the mask). None for a target whose figures are missing
     (a baseline not fitted): not measured is not met, and not failed either."""
-    runs = _quality_runs(results, "compact")
+    runs = _quality_runs(results, DEFAULT_PRESET)
     if not runs:
         return None
     baselines = _baselines(results)
@@ -283,9 +285,10 @@ def _quality(results: dict) -> list[str]:
         f"{q['participants']} participants x {q['volumes']} volumes; "
         f"`participant --train --preset P --epochs {q['epochs']} --batch-size 8 "
         f"--learning-rate 0.001 --holdout-label {' '.join(q['held_out'])} --seed S`. One more "
-        "participant validates (early stopping); the rest train. The first run is the whole "
+        "participant validates (early stopping); the rest train. "
+        f"{_get(q, 'baselines', 'from', default='The first run')} is the whole "
         "product path (baselines fitted, every participant synthesized and evaluated, then "
-        "`group`); the others add `--train-only --no-baselines` and apply the model to the "
+        "`group`); the others add `--train-only` and apply the model to the "
         "held-out participants with `--model` (the same evaluation code). The baselines do not "
         "depend on the preset or the seed: fitted once, on the same training participants. "
         "Figures: mean over the held-out participants, then median (min-max) over seeds. r is "
@@ -319,7 +322,7 @@ def _quality(results: dict) -> list[str]:
     if failed:
         lines += ["", "Failed runs: " + "; ".join(f"{n}: {q['runs'][n]['failed']}" for n in failed)]
     lines += _not_run(results)
-    compact = _quality_runs(results, "compact")
+    compact = _quality_runs(results, DEFAULT_PRESET)
     if compact:
         ceiling = _spread([r["noise_ceiling"] for r in compact])
         train = _spread([r["model_train_fraction_of_ceiling"] for r in compact])
@@ -343,20 +346,19 @@ def _not_run(results: dict) -> list[str]:
     if not skipped:
         return []
     rate = _get(results, "models", "noddi-tafp", "fit_samples_per_s")
-    runs = _quality_runs(results, "compact")
-    large = [p for p in skipped if not p.startswith("compact")]  # the original's size
+    runs = _quality_runs(results, DEFAULT_PRESET)
+    large = [p for p in skipped if not p.startswith("compact")]  # the original's network
     line = f"Not run on this machine: {', '.join(skipped)}."
-    if large:
-        line += f" Of the original's network size (44.7 million parameters): {', '.join(large)}."
     if large and rate and runs:
         samples = runs[0]["training_samples"]
         hours = samples * q["epochs"] / rate / 3600
         line += (
-            f" At noddi-tafp's measured training rate here ({rate} samples/s, Keras fit), one "
-            f"seed of {q['epochs']} epochs on {samples} samples would train for {hours:.1f} h, "
-            f"{len(large)} presets x 3 seeds {3 * len(large) * hours:.0f} h: beyond the "
-            "hour of the whole benchmark. On a GPU machine `make bench` runs every preset "
-            "with 3 seeds."
+            f" {', '.join(large)} are the original's network and its variants (tens of "
+            f"millions of parameters). At noddi-tafp's training rate measured here ({rate} "
+            f"samples/s, Keras fit at batch 4), one seed of up to {q['epochs']} epochs on "
+            f"{samples} samples would train for up to {hours:.1f} h, {len(large)} presets x 3 "
+            f"seeds up to {3 * len(large) * hours:.0f} h: beyond the hour of the whole "
+            "benchmark. On a GPU machine `make bench` runs every preset with 3 seeds."
         )
     return ["", line]
 
@@ -365,7 +367,7 @@ def _limits(results: dict) -> list[str]:
     """What this run's figures say about why the default preset misses its quality targets
     (only when it misses one); what was tried before is in NOTES.md."""
     checks = quality_checks(results)
-    runs = _quality_runs(results, "compact")
+    runs = _quality_runs(results, DEFAULT_PRESET)
     if not checks or not runs or all(checks.values()):
         return []
 
@@ -374,19 +376,24 @@ def _limits(results: dict) -> list[str]:
         return statistics.median(values) if values else None
 
     held = med(r["methods"].get("model", {}).get("fraction_of_ceiling") for r in runs)
-    train = med(r["model_train_fraction_of_ceiling"] for r in runs)
     ridge = _baselines(results).get("ridge", {}).get("fraction_of_ceiling")
     lines = ["## What limits the default model", ""]
-    if held is not None and train is not None:
+    # training participants are evaluated by the full run only: compare within that run
+    full = [r for r in runs if r.get("model_train_fraction_of_ceiling") is not None]
+    if full:
+        train = full[0]["model_train_fraction_of_ceiling"]
+        held_full = full[0]["methods"].get("model", {}).get("fraction_of_ceiling")
+    if full and held_full is not None:
         verdict = (
             "the gap is generalisation to new participants (new heads, amplitudes, noise)"
-            if train - held > 0.1
+            if train - held_full > 0.1
             else "the model does not fit its own training participants much better: it "
             "underfits, and more data alone would not close the gap"
         )
         lines.append(
             f"- On its training participants the model reaches {train:.2f} of the noise "
-            f"ceiling, on the held-out ones {held:.2f} (medians over seeds): {verdict}."
+            f"ceiling, on the held-out ones {held_full:.2f} (the run that evaluated both): "
+            f"{verdict}."
         )
     if ridge is not None and held is not None:
         lines.append(
@@ -495,31 +502,41 @@ def _speed_gaps(results: dict) -> list[str]:
     measured = ratios(results)
     missed = [n for n, (v, goal) in measured.items() if v < goal and n.startswith("training")]
     ours = _get(results, "models", "noddi-tafp", default={}) or {}
-    profile = ours.get("step_profile")
-    if not missed or not profile or not profile.get("fractions"):
+    profile = ours.get("step_profile") or {}
+    if not missed or not profile.get("fractions"):
         return []
-    cores = _get(results, "machine", "cores", default=1)
-    busy = profile["op_s_per_step"] / (profile["wall_s_per_step"] * cores)
-    shares = ", ".join(f"{name} {share:.0%}" for name, share in profile["fractions"].items())
-    lines = [
-        "### Why training misses its target",
-        "",
+    fractions = sorted(profile["fractions"].items(), key=lambda item: -item[1])
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in fractions)
+    convolutions = sum(v for k, v in fractions if k.startswith("convolution"))
+    first = (
         f"- Where noddi-tafp's step goes (TensorFlow's profiler, {profile['steps']} steps of "
-        f"`train_on_batch`, op time summed over threads): {shares}. The ops kept this "
-        f"machine's {cores} cores {busy:.0%} busy ({profile['op_s_per_step']:.3f} s of op "
-        f"time per {profile['wall_s_per_step']:.3f} s step): the step is bound by the "
-        "compute of TensorFlow's own kernels, mostly its oneDNN 3-D convolutions and their "
-        "gradients, on the same layers as the original's.",
-        f"- The network: {ours['trainable_parameters']:,} parameters, "
-        f"{ours['training_mflop_per_sample']:.0f} MFLOP per training sample, at "
-        f"{ours['training_fraction_of_matmul']:.0%} of this CPU's matmul throughput: 3-D "
-        "convolutions with 4 filters and kernels up to 14 x 6 x 12 voxels use oneDNN far "
-        "less well than large matrix products.",
-        "- What is ours to speed up and was: the optimizer (TensorFlow's fused Adam kernel "
-        "instead of Keras's element-wise passes), the input pipeline (tf.data autotuning "
-        "off: its clean-up idled seconds after every epoch), no per-step Python work. "
-        "Tried and not kept: XLA compilation of the step (40x slower on this CPU; "
-        "benchmarks/NOTES.md).",
+        f"`train_on_batch`, op time summed over the executor's threads): {shares}; the 3-D "
+        f"convolutions and their gradients together {convolutions:.0%}. These are "
+        "TensorFlow's kernels running the same layers as the original's."
+    )
+    cores = _get(results, "machine", "cores", default=1)
+    if profile.get("cpu_s_per_step"):
+        busy = profile["cpu_s_per_step"] / (profile["wall_s_per_step"] * cores)
+        first += (
+            f" The process used {profile['cpu_s_per_step']:.3f} s of CPU per "
+            f"{profile['wall_s_per_step']:.3f} s step on {cores} cores ({busy:.0%} of them)"
+            + (": the step is bound by that compute." if busy > 0.85 else ".")
+        )
+    lines = ["### Why training misses its target", "", first]
+    if ours.get("training_fraction_of_matmul"):
+        lines.append(
+            f"- The network: {ours['trainable_parameters']:,} parameters, "
+            f"{ours['training_mflop_per_sample']:.0f} MFLOP per training sample, trained at "
+            f"{ours['training_fraction_of_matmul']:.0%} of this CPU's float32 matmul "
+            "throughput; its 3-D convolutions have 1 to 4 channels and kernels as large as "
+            "12 x 47 x 5."
+        )
+    lines += [
+        "- What this package changed in the step: the optimizer (TensorFlow's fused Adam "
+        "kernel instead of Keras's element-wise passes) and the input pipeline (tf.data "
+        "autotuning off: its clean-up idled seconds after every epoch); measured in "
+        "benchmarks/NOTES.md. Tried and not kept: XLA compilation of the step (0.42 "
+        "samples/s on this CPU; NOTES.md).",
         "",
     ]
     return lines
@@ -613,9 +630,9 @@ def _pipeline(results: dict) -> list[str]:
         lines += [
             "## Training memory",
             "",
-            "One epoch of `participant --train` (compact, batch 8, no baselines, no LRP) on the "
-            "first N participants of the quality section's dataset, after preprocessing; one "
-            "run each, /proc sampled "
+            "One epoch of `participant --train --train-only` (compact, batch 8: training, no "
+            "synthesis) on the first N participants of the quality section's dataset, after "
+            "preprocessing; one run each, /proc sampled "
             "every 0.2 s. Peak anonymous memory: what the app's main process (where TensorFlow "
             "trains) allocated; peak RSS: the largest resident set among its processes, which "
             "also counts the pages of the memory-mapped caches read (reclaimable).",
