@@ -75,9 +75,18 @@ def test_applying_the_saved_model_reproduces_the_synthesis(dataset, trained, tmp
         assert np.array_equal(
             nib.load(tmp_path / "out" / name).get_fdata(), nib.load(trained / name).get_fdata()
         )
-    rows = read_tsv(tmp_path / "out/sub-01/func/sub-01_task-rest_desc-synth_metrics.tsv")
-    assert {r["split"] for r in rows} == {"applied"} and {r["method"] for r in rows} == {"model"}
-    assert {r["in_training"] for r in rows} == {"false"}
+        # the model's own data keeps its role (from the card), volume by volume
+        table = f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_metrics.tsv"
+        rows = read_tsv(tmp_path / "out" / table)
+        assert {r["method"] for r in rows} == {"model"}  # no baselines for an applied model
+        roles = [(r["volume"], r["split"], r["in_training"]) for r in rows]
+        trained_roles = [
+            (r["volume"], r["split"], r["in_training"])
+            for r in read_tsv(trained / table)
+            if r["method"] == "model"
+        ]
+        assert roles == trained_roles
+    assert {r[1] for r in roles} != {"applied"}
 
 
 def test_deterministic_training_gives_identical_outputs(dataset, trained, tmp_path, capsys):
@@ -162,18 +171,32 @@ def test_train_only_saves_the_model_for_a_later_apply(dataset, tmp_path, capsys)
     code, errors = cli(dataset, tmp_path / "x", tmp_path / "w", capsys, "--train-only")
     assert code == 2 and "--train-only needs --train" in errors[0]
     out, work = tmp_path / "out", tmp_path / "work"
-    code, errors = cli(dataset, out, work, capsys, *TRAIN, "--train-only")
+    two = ["--participant-label", "01", "02"]
+    code, errors = cli(dataset, out, work, capsys, *TRAIN, *two, "--train-only")
     assert code == 0, errors
     assert (out / "models/compact.keras").is_file() and (out / "models/compact.json").is_file()
     assert not list(out.glob("sub-*/*/*_desc-synth_*"))  # no synthesis, metrics or maps
     assert (out / "sub-01.html").is_file()  # the reports still describe the runs
-    # applied later to one participant, into the same output folder
-    args = ["--model", out / "models/compact.keras", "--participant-label", "03"]
+    # applied later, into the same output folder: sub-02 was the model's own data (its card
+    # says how), sub-03 is new to it
+    card = json.loads((out / "models/compact.json").read_text())
+    args = ["--model", out / "models/compact.keras", "--participant-label", "02", "03"]
     code, errors = cli(dataset, out, work, capsys, *args, "--lrp-volumes", "0")
     assert code == 0, errors
-    assert [p.name for p in out.glob("sub-*/func/*_desc-synth_bold.nii.gz")] == [
-        "sub-03_task-rest_desc-synth_bold.nii.gz"
+    assert sorted(p.name for p in out.glob("sub-*/func/*_desc-synth_bold.nii.gz")) == [
+        "sub-02_task-rest_desc-synth_bold.nii.gz",
+        "sub-03_task-rest_desc-synth_bold.nii.gz",
     ]
+    splits = {
+        sub: {
+            r["split"]
+            for r in read_tsv(out / f"sub-{sub}/func/sub-{sub}_task-rest_desc-synth_metrics.tsv")
+        }
+        for sub in ("02", "03")
+    }
+    assert splits["03"] == {"applied"}
+    named = {k: v for k, v in card["training"]["runs"].items() if "sub-02_task-rest" in v}
+    assert splits["02"] == set(named) and "applied" not in splits["02"]
 
 
 def test_the_variational_preset_writes_an_uncertainty_map(dataset, tmp_path, capsys):

@@ -385,7 +385,22 @@ def _model_steps(config, pairs) -> None:
             from bids_eeg2fmri.models.synthesis import load_model
 
             model, card = load_model(config.workflow.model)
-            LOGGER.info("Baselines need training participants: none for a model trained elsewhere")
+            plan = modeling.plan_from_card(runs, card)
+            if plan is not None:
+                LOGGER.info(
+                    "Runs the model was trained, validated or evaluated on (its card) keep "
+                    "that role in the metrics: %s",
+                    ", ".join(
+                        sorted(
+                            {
+                                runs[i].name
+                                for k in ("train", "validation", "holdout")
+                                for i in plan[k]
+                            }
+                        )
+                    ),
+                )
+            LOGGER.info("Baselines need the training run: none when applying a model")
         results = modeling.synthesize(config, model, card, runs, pairs, plan, baselines)
     except ValueError as err:
         raise DataError(str(err)) from None

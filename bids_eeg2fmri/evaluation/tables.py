@@ -34,7 +34,8 @@ COLUMNS: dict[str, dict[str, str]] = {
     "volume": {"Description": "Index of the stored BOLD volume (0 = first kept volume)."},
     "split": {
         "Description": "Use of this volume when the model was trained: train, validation, "
-        "holdout, or applied (a model trained on other data)."
+        "holdout (for a model applied with --model, as its card records for this run), or "
+        "applied (a run the model was not trained on)."
     },
     "in_training": {
         "Description": "Whether the volume was used to fit the model or to stop its "

@@ -58,4 +58,5 @@ class FusedAdam(keras.optimizers.Adam):
 
         if isinstance(gradient, tf.IndexedSlices):
             return False
-        return tf.distribute.get_strategy().num_replicas_in_sync == 1
+        strategy = getattr(self, "_distribution_strategy", None) or tf.distribute.get_strategy()
+        return strategy.num_replicas_in_sync == 1  # the strategy the optimizer was built in

@@ -136,7 +136,8 @@ def noise_ceiling(bids_dir: Path, pair: RunPair) -> np.ndarray | None:
 
 
 def volume_splits(i: int, n_volumes: int, plan: dict | None) -> np.ndarray:
-    """The split of every volume of run ``i`` (``applied`` for a model trained elsewhere)."""
+    """The split of every volume of run ``i`` (``applied`` where ``plan`` has no role for it:
+    data the model was not trained on)."""
     splits = np.full(n_volumes, "applied", dtype=object)
     for name in ("train", "validation", "holdout"):
         if plan is not None and i in plan[name]:

@@ -57,20 +57,49 @@ def plan_split(runs: list[RunArrays], holdout: tuple[str, ...]) -> dict:
         "participants": {"train": train, "validation": validation, "holdout": held},
     }
     for i in paired:
-        n = runs[i].valid.size
-        everything = np.arange(n)
         if runs[i].subject in held:
-            plan["holdout"][i] = everything
+            roles = ("holdout",)
         elif runs[i].subject in validation:
-            plan["validation"][i] = everything
-        elif not held and len(set(subjects)) == 1:
-            kept, plan["holdout"][i] = time_split(n, 0.2)
-            fit, check = time_split(kept.size, 0.1)
-            plan["train"][i], plan["validation"][i] = kept[fit], kept[check]
-        elif not validation:
-            plan["train"][i], plan["validation"][i] = time_split(n, 0.1)
+            roles = ("validation",)
+        elif not held and len(set(subjects)) == 1:  # one participant: split in time
+            roles = ("train", "validation", "holdout")
+        elif not validation:  # no validation participant: the end of each run validates
+            roles = ("train", "validation")
         else:
-            plan["train"][i] = everything
+            roles = ("train",)
+        _assign(plan, i, runs[i].valid.size, roles)
+    return plan
+
+
+def _assign(plan: dict, i: int, n: int, roles: tuple[str, ...]) -> None:
+    """Put the ``n`` volumes of run ``i`` into ``plan`` by the roles the run plays: one role
+    takes every volume; a run that trains and validates gives its last 10 % to validation;
+    one that also holds out gives its last 20 % to the held-out part first."""
+    everything = np.arange(n)
+    if len(roles) == 1:
+        plan[roles[0]][i] = everything
+        return
+    if "holdout" in roles:
+        everything, plan["holdout"][i] = time_split(n, 0.2)
+    fit, check = time_split(everything.size, 0.1)
+    plan["train"][i], plan["validation"][i] = everything[fit], everything[check]
+
+
+def plan_from_card(runs: list[RunArrays], card: dict) -> dict | None:
+    """For a model applied with ``--model``: the split of its own training data, rebuilt
+    from its card, so that the runs it trained, validated or held out keep that role in
+    the metrics (and ``in_training``) instead of passing for unseen data. Runs are matched
+    by name; a run the card does not list is ``applied``. None when no run matches (or the
+    card has no training record)."""
+    named = (card.get("training") or {}).get("runs") or {}
+    plan: dict = {"train": {}, "validation": {}, "holdout": {}}
+    for i, run in enumerate(runs):
+        roles = tuple(k for k in ("train", "validation", "holdout") if run.name in named.get(k, ()))
+        if run.bold is not None and roles:
+            _assign(plan, i, run.valid.size, roles)
+    if not any(plan[k] for k in ("train", "validation", "holdout")):
+        return None
+    plan["participants"] = card["training"].get("participants", {})
     return plan
 
 
