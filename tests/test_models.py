@@ -221,6 +221,38 @@ def test_reconstruction_losses():
     assert np.allclose(nll, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("loss", ["mse", "mae"])
+def test_variational_training_moves_the_mean_as_the_point_loss_does(loss):
+    import tensorflow as tf
+
+    from bids_eeg2fmri.models.training import VOXEL_LOSSES
+
+    point, variational = VOXEL_LOSSES[loss]
+    y = tf.constant(RNG.standard_normal((2, 3, 4, 2, 1)).astype("float32"))
+    mu = tf.Variable(RNG.standard_normal((2, 3, 4, 2, 1)).astype("float32"))
+
+    def gradients(scale: float):
+        sigma = tf.Variable(tf.fill(y.shape, scale))
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(variational(y, tf.concat([mu, sigma], axis=-1)))
+        return tape.gradient(value, [mu, sigma])
+
+    with tf.GradientTape() as tape:
+        reference = tape.gradient(tf.reduce_sum(point(y, mu)), mu)
+    tiny, unit = gradients(1e-3), gradients(1.0)
+    # whatever the scale (a background voxel's shrinks towards 0), the mean's gradient is
+    # the point loss's, up to the constant 1/2 of the Gaussian's square
+    factor = 0.5 if loss == "mse" else 1.0
+    for mean_gradient, _ in (tiny, unit):
+        assert np.allclose(mean_gradient, factor * reference, atol=1e-5)
+    # the scale still fits the residual: its gradient vanishes at sigma = |y - mu|
+    residual = np.abs(np.asarray(y) - np.asarray(mu))
+    sigma = tf.Variable(residual)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(variational(y, tf.concat([mu, sigma], axis=-1)))
+    assert np.allclose(tape.gradient(value, sigma), 0, atol=1e-3)
+
+
 def test_the_compact_presets_fit_the_squared_error_and_the_original_the_absolute():
     assert PRESETS["noddi-tafp"].loss == "mae"
     for name in ("compact", "compact-variational", "compact-plain"):

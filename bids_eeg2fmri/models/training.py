@@ -83,12 +83,14 @@ def mae_loss(y_true, y_pred):
     return ops.mean(ops.abs(y_true - y_pred), axis=(1, 2, 3, 4))
 
 
-def laplace_nll(y_true, y_pred):
-    """Laplace negative log-likelihood per sample; ``y_pred[..., 0]`` mean, ``[..., 1]`` scale."""
+def laplace_nll(y_true, y_pred, *, reduce: bool = True):
+    """Laplace negative log-likelihood per sample (per voxel without ``reduce``);
+    ``y_pred[..., 0]`` mean, ``[..., 1]`` scale."""
     from keras import ops
 
     mu, scale = y_pred[..., :1], y_pred[..., 1:] + 1e-6
-    return ops.mean(ops.abs(y_true - mu) / scale + ops.log(2 * scale), axis=(1, 2, 3, 4))
+    terms = ops.abs(y_true - mu) / scale + ops.log(2 * scale)
+    return ops.mean(terms, axis=(1, 2, 3, 4)) if reduce else terms
 
 
 def mse_loss(y_true, y_pred):
@@ -98,19 +100,44 @@ def mse_loss(y_true, y_pred):
     return ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3, 4))
 
 
-def gaussian_nll(y_true, y_pred):
-    """Gaussian negative log-likelihood per sample (without the constant ``log(2 pi) / 2``);
-    ``y_pred[..., 0]`` mean, ``[..., 1]`` standard deviation."""
+def gaussian_nll(y_true, y_pred, *, reduce: bool = True):
+    """Gaussian negative log-likelihood per sample (per voxel without ``reduce``; without
+    the constant ``log(2 pi) / 2``); ``y_pred[..., 0]`` mean, ``[..., 1]`` standard deviation."""
     from keras import ops
 
     mu, scale = y_pred[..., :1], y_pred[..., 1:] + 1e-6
-    return ops.mean(
-        ops.square(y_true - mu) / (2 * ops.square(scale)) + ops.log(scale), axis=(1, 2, 3, 4)
-    )
+    terms = ops.square(y_true - mu) / (2 * ops.square(scale)) + ops.log(scale)
+    return ops.mean(terms, axis=(1, 2, 3, 4)) if reduce else terms
+
+
+def _scale_weighted(nll, power: int):
+    """``nll`` weighted per voxel by its predicted scale to the ``power``, held constant
+    (beta-NLL with beta = 1, Seitzer et al. 2022).
+
+    The plain likelihoods scale the mean's gradient by ``1 / b`` (Laplace) or ``1 / sigma^2``
+    (Gaussian). Outside the brain the targets are exactly 0, the scale there shrinks without
+    bound, and those weights grow until the mean (a smooth decoder's output) stays constant
+    in time: compact-variational trained with the plain Gaussian likelihood predicted a
+    constant mean, r undefined on every held-out participant (benchmarks/NOTES.md). With the
+    weight, the mean's gradient is the point loss's (absolute or squared error), and the
+    scale's still vanishes where it equals the residual (``b = |y - mu|``,
+    ``sigma^2 = (y - mu)^2``)."""
+
+    def loss(y_true, y_pred):
+        from keras import ops
+
+        scale = ops.stop_gradient(y_pred[..., 1:] + 1e-6)
+        return ops.mean(scale**power * nll(y_true, y_pred, reduce=False), axis=(1, 2, 3, 4))
+
+    loss.__name__ = f"{nll.__name__}_scale_weighted"
+    return loss
 
 
 #: (point estimate, variational) voxel losses of each ``Architecture.loss``
-VOXEL_LOSSES = {"mae": (mae_loss, laplace_nll), "mse": (mse_loss, gaussian_nll)}
+VOXEL_LOSSES = {
+    "mae": (mae_loss, _scale_weighted(laplace_nll, 1)),
+    "mse": (mse_loss, _scale_weighted(gaussian_nll, 2)),
+}
 
 
 def latent_loss(y_true, y_pred):
