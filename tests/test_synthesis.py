@@ -255,3 +255,17 @@ def test_the_output_dataset_is_valid_bids(trained, tmp_path):
     assert description["DatasetLinks"]["raw"].startswith("file://")
     assert "models" in (trained / ".bidsignore").read_text().split()
     assert errors_of(run_validator(trained, cache_dir=tmp_path / "deno")) == []
+
+
+def test_a_card_keeps_roles_only_on_the_dataset_it_was_trained_on(tmp_path):
+    from types import SimpleNamespace
+
+    from bids_eeg2fmri.workflows.modeling import plan_from_card
+
+    run = SimpleNamespace(name="sub-01_task-rest", bold=Path("b.nii.gz"), valid=np.ones(10, bool))
+    card = {"training": {"dataset": str(tmp_path.resolve()), "runs": {"train": [run.name]}}}
+    plan = plan_from_card([run], card, tmp_path)
+    assert plan is not None and plan["train"][0].tolist() == list(range(10))
+    # another dataset with a run of the same name is data the model has not seen
+    assert plan_from_card([run], card, tmp_path / "other") is None
+    assert plan_from_card([run], {"training": {"runs": {"train": [run.name]}}}, tmp_path) is None

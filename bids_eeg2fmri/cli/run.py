@@ -385,7 +385,7 @@ def _model_steps(config, pairs) -> None:
             from bids_eeg2fmri.models.synthesis import load_model
 
             model, card = load_model(config.workflow.model)
-            plan = modeling.plan_from_card(runs, card)
+            plan = modeling.plan_from_card(runs, card, config.run.bids_dir)
             if plan is not None:
                 LOGGER.info(
                     "Runs the model was trained, validated or evaluated on (its card) keep "

@@ -85,13 +85,17 @@ def _assign(plan: dict, i: int, n: int, roles: tuple[str, ...]) -> None:
     plan["train"][i], plan["validation"][i] = everything[fit], everything[check]
 
 
-def plan_from_card(runs: list[RunArrays], card: dict) -> dict | None:
+def plan_from_card(runs: list[RunArrays], card: dict, bids_dir: Path) -> dict | None:
     """For a model applied with ``--model``: the split of its own training data, rebuilt
     from its card, so that the runs it trained, validated or held out keep that role in
-    the metrics (and ``in_training``) instead of passing for unseen data. Runs are matched
-    by name; a run the card does not list is ``applied``. None when no run matches (or the
-    card has no training record)."""
-    named = (card.get("training") or {}).get("runs") or {}
+    the metrics (and ``in_training``) instead of passing for unseen data. Only on the
+    dataset it was trained on (the card's path; run names such as sub-01_task-rest recur
+    across datasets), runs matched by name; a run the card does not list is ``applied``.
+    None when no run matches (or the card has no such record)."""
+    training = card.get("training") or {}
+    if training.get("dataset") != str(Path(bids_dir).resolve()):
+        return None
+    named = training.get("runs") or {}
     plan: dict = {"train": {}, "validation": {}, "holdout": {}}
     for i, run in enumerate(runs):
         roles = tuple(k for k in ("train", "validation", "holdout") if run.name in named.get(k, ()))
@@ -167,6 +171,7 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
         "grid": list(wf.model_grid),
         "model_affine": first.bold_info["model_affine"],
         "training": {
+            "dataset": str(Path(config.run.bids_dir).resolve()),
             "participants": plan["participants"],
             "runs": {
                 k: sorted(runs[i].name for i in plan[k]) for k in ("train", "validation", "holdout")
