@@ -110,7 +110,7 @@ def memory(ctx: Context) -> dict:
     for count in (2, 4, 6) if ctx.quick else (5, 10, 20):
         labels = [f"{i:02d}" for i in range(1, count + 1)]
         options = ["-w", str(ctx.root / "study-work"), "--participant-label", *labels, "--train"]
-        options += ["--train-only", "--epochs", "1", "--batch-size", "8", "--no-baselines"]
+        options += ["--train-only", "--epochs", "1", "--batch-size", "8"]  # no baselines either
         figures[str(count)] = app(
             ctx, data, ctx.root / f"memory-{count}", "participant", *options, sample_memory=True
         )

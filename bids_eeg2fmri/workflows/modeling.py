@@ -103,7 +103,7 @@ def plan_from_card(runs: list[RunArrays], card: dict, bids_dir: Path) -> dict | 
             _assign(plan, i, run.valid.size, roles)
     if not any(plan[k] for k in ("train", "validation", "holdout")):
         return None
-    plan["participants"] = card["training"].get("participants", {})
+    plan["participants"] = training.get("participants", {})
     return plan
 
 
