@@ -661,6 +661,34 @@ def test_region_and_voxel_maps_with_a_reference_add_up(compact, eeg):
     )
 
 
+def test_aligned_relevance_is_signed_by_the_explained_output(compact, eeg):
+    region = (rng(2).uniform(size=GRID) > 0.6).astype("float32")
+    regions = np.stack([np.ones(GRID, "float32"), region])
+    y = outputs(compact, eeg[..., None])[..., 0]
+    change = y - outputs(compact, np.zeros_like(eeg[..., None]))[..., 0]  # (N, X, Y, Z)
+    plain = lrp.region_relevance(compact, eeg, regions, reference="zero")
+    got = lrp.region_relevance(compact, eeg, regions, reference="zero", aligned=True)
+    for k, weights in enumerate(regions):
+        moved = total(change * weights)
+        assert (np.sign(moved) != np.sign(moved[0])).any()  # both directions among samples
+        sign = np.sign(moved)[:, None, None, None]
+        np.testing.assert_allclose(got[:, k], plain[:, k] * sign, rtol=1e-6, atol=1e-9)
+        # conservation: the aligned relevance adds up to the size of the output change
+        scale = total(np.abs(got[:, k])).max()
+        np.testing.assert_allclose(total(got[:, k]), np.abs(moved), atol=1e-4 * scale)
+    np.testing.assert_allclose(
+        lrp.relevance(compact, eeg, reference="zero", aligned=True), got[:, 0], rtol=1e-5, atol=1e-6
+    )
+
+    bands = np.zeros((2, EEG[1]), bool)
+    bands[0, :6], bands[1, 6:] = True, True
+    voxels = lrp.voxel_band_relevance(compact, eeg, bands, reference="zero")
+    aligned = lrp.voxel_band_relevance(compact, eeg, bands, reference="zero", aligned=True)
+    np.testing.assert_allclose(aligned, voxels * np.sign(change)[..., None], rtol=1e-5, atol=1e-7)
+    scale = np.abs(change).max()
+    np.testing.assert_allclose(aligned.sum(axis=-1), np.abs(change), atol=1e-3 * scale)
+
+
 def test_reference_shapes_and_errors(compact, eeg):
     expected = lrp.relevance(compact, eeg, reference="zero")
     for zeros in (np.zeros(EEG), np.zeros((1, *EEG)), np.zeros((1, *EEG, 1)), np.zeros(eeg.shape)):

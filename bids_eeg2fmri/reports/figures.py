@@ -229,8 +229,8 @@ def _dropped_note(figure, dropped: Sequence[str]) -> None:
 
 
 def _colour_scale(values: np.ndarray, limit: float) -> tuple[str, float, float]:
-    """Colour map and range: sequential from 0 for values that are never negative (the
-    mean absolute relevance), else diverging and symmetric around 0."""
+    """Colour map and range: sequential from 0 for values that are never negative (e.g.
+    an absolute relevance), else diverging and symmetric around 0."""
     finite = np.asarray(values)[np.isfinite(values)]
     if finite.size and finite.min() >= 0:
         return "Reds", 0.0, limit

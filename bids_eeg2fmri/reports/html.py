@@ -677,10 +677,11 @@ class _RunReport:
                 self._figure("lrp", "relevance", "png"),
                 self.context,
                 f"Scalp maps of the relevance of each channel: summed over lags, averaged over "
-                f"the frequency bins of each band ({band_text}). Relevance here is the mean "
-                "absolute LRP relevance over the run's explained volumes: how much an input "
-                "moves the synthesized signal away from the prediction for the run's average "
-                "EEG spectrum, in either direction. Rows: the explained signal ('volume': the "
+                f"the frequency bins of each band ({band_text}). Relevance here is the LRP "
+                "relevance for the synthesized signal's deviation from the prediction for "
+                "the run's average EEG spectrum, signed by the way that signal moved and "
+                "averaged over the run's explained volumes: red, the input drove the signal "
+                "where it went; blue, it held it back. Rows: the explained signal ('volume': the "
                 "whole synthesized volume, then regions); each row has its own colour scale."
                 + (
                     f" {len(dropped)} channel(s) without a template position are not drawn."
@@ -1010,7 +1011,8 @@ def _group_relevance_items(output_dir: Path, context: _Context, pd) -> list[dict
             "Mean relevance across participants",
             context.figures / "group_desc-lrp_relevance.png",
             context,
-            f"Scalp maps of the LRP relevance (mean absolute), summed over lags and averaged "
+            f"Scalp maps of the LRP relevance (signed by the way each signal moved, as in the "
+            f"participants' reports), summed over lags and averaged "
             f"over the frequency bins of each band, then over each participant's runs and {n} "
             "participant(s). Rows: the explained signal ('volume': the whole synthesized "
             "volume, then regions); each row has its own symmetric colour scale. A pattern "

@@ -102,9 +102,11 @@ def write_relevance(
     regions = np.concatenate([np.ones((1, *grid), np.float32), regions])
     names = ["volume", *names]
     # relevance of each volume's deviation from the prediction for the run's average
-    # spectrum (features are z-scored per run: zero is that average)
-    relevance = lrp.region_relevance(model, eeg, regions, rule=rule, reference="zero")
-    importance, signed = np.abs(relevance).mean(axis=0), relevance.mean(axis=0)
+    # spectrum (features are z-scored per run: zero is that average), signed towards the
+    # way each region's synthesized signal moved (lrp module docstring: the mean |R| of
+    # every input bin drowned a weak source's band in noise)
+    relevance = lrp.region_relevance(model, eeg, regions, rule=rule, reference="zero", aligned=True)
+    towards, absolute = relevance.mean(axis=0), np.abs(relevance).mean(axis=0)
     del relevance
 
     channels = list(card["channels"])
@@ -115,7 +117,7 @@ def write_relevance(
     table = eeg_dir / f"{pair.name}_desc-lrp_relevance.tsv"
     rows = [
         [region, channel, f"{freq:.4f}", f"{lags[w]:.4f}"]
-        + [f"{importance[r, c, f, w]:.6g}", f"{signed[r, c, f, w]:.6g}"]
+        + [f"{towards[r, c, f, w]:.6g}", f"{absolute[r, c, f, w]:.6g}"]
         for r, region in enumerate(names)
         for c, channel in enumerate(channels)
         for f, freq in enumerate(freqs)
@@ -152,25 +154,30 @@ def write_relevance(
                 "Units": "s",
             },
             "relevance": {
-                "Description": "Mean over the explained volumes of the absolute relevance: "
-                "how much this input moves the region's synthesized signal (z-scores) away "
-                "from the prediction for the run's average EEG spectrum, whatever the "
-                "direction (a global importance, as mean |SHAP| values)."
+                "Description": "Mean over the explained volumes of the relevance signed by "
+                "the direction in which the region's synthesized signal moved away from the "
+                "prediction for the run's average EEG spectrum: positive, this input pushed "
+                "the region's signal the way it went; negative, it held it back; an input "
+                "that moves it at random averages out. Linear: sums over channels, "
+                "frequencies and lags are the relevance of those inputs together, and the sum "
+                "over every input of a region is the mean absolute change of its synthesized "
+                "signal (z-scores)."
             },
-            "signed_relevance": {
-                "Description": "Mean of the signed relevance over the same volumes (inputs "
-                "above and below their average cancel: read with care)."
+            "absolute_relevance": {
+                "Description": "Mean over the same volumes of the absolute relevance: how "
+                "much this input moves the region's signal in either direction, noise "
+                "included."
             },
         },
     )
-    header = ["region", "channel", "frequency", "lag", "relevance", "signed_relevance"]
+    header = ["region", "channel", "frequency", "lag", "relevance", "absolute_relevance"]
     write_tsv_atomic(table, header, rows)
     written = [table]
 
     band_names = [b for b, (lo, hi) in BANDS.items() if ((freqs >= lo) & (freqs < hi)).any()]
     band_masks = np.stack([(freqs >= BANDS[b][0]) & (freqs < BANDS[b][1]) for b in band_names])
-    voxels = np.abs(
-        lrp.voxel_band_relevance(model, eeg, band_masks, rule=rule, reference="zero")
+    voxels = lrp.voxel_band_relevance(
+        model, eeg, band_masks, rule=rule, reference="zero", aligned=True
     ).mean(axis=0)
     affine = np.asarray(card["model_affine"])
     if run.bold_info is not None:
@@ -189,10 +196,11 @@ def write_relevance(
         voxels,
         affine,
         {
-            "Description": f"LRP ({rule_text}) per voxel: the absolute relevance of each "
-            "frequency band of the EEG input (all channels and lags) for the voxel's "
-            "synthesized signal's deviation from the prediction for the run's average EEG "
-            f"spectrum, averaged over {chosen.size} volumes.",
+            "Description": f"LRP ({rule_text}) per voxel: the relevance of each frequency "
+            "band of the EEG input (all channels and lags) for the voxel's synthesized "
+            "signal's deviation from the prediction for the run's average EEG spectrum, "
+            "signed by the direction of that deviation (positive: the band pushed the voxel "
+            f"the way it went), averaged over {chosen.size} volumes.",
             "Bands": band_names,
             "BandLimits": {
                 b: [BANDS[b][0], min(BANDS[b][1], float(freqs.max()))] for b in band_names
