@@ -253,6 +253,29 @@ def test_variational_training_moves_the_mean_as_the_point_loss_does(loss):
     assert np.allclose(tape.gradient(value, sigma), 0, atol=1e-3)
 
 
+def test_the_variational_scale_learns_without_training_the_shared_layers():
+    import tensorflow as tf
+
+    models = build_models(PRESETS["compact-variational"], eeg_shape=(12, 40, 4), grid=(12, 13, 8))
+    x = tf.constant(RNG.standard_normal((2, 12, 40, 4, 1)).astype("float32"))
+    weights = models.synthesis.trainable_weights
+    with tf.GradientTape(persistent=True) as tape:
+        out = models.synthesis(x, training=True)
+        mean, scale = tf.reduce_sum(out[..., 0] ** 2), tf.reduce_sum(out[..., 1])
+
+    def moved(value) -> set[str]:
+        grads = tape.gradient(value, weights)
+        return {
+            w.path
+            for w, g in zip(weights, grads, strict=True)
+            if g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+        }
+
+    by_scale, by_mean = moved(scale), moved(mean)
+    assert by_scale and all(path.startswith("scale_decoder") for path in by_scale), by_scale
+    assert "eeg_latent/kernel_mu" in by_mean and not by_mean & by_scale
+
+
 def test_the_compact_presets_fit_the_squared_error_and_the_original_the_absolute():
     assert PRESETS["noddi-tafp"].loss == "mae"
     for name in ("compact", "compact-variational", "compact-plain"):

@@ -51,11 +51,12 @@ alpha-1-beta-0 rule. Every other layer keeps its rule below.
 Other layers:
 
 - element-wise activations (ReLU, softplus, the ``cos`` of the Fourier features, the
-  activation of a Dense/Conv layer), ``Identity``, dropout and noise layers (the identity at
-  inference): relevance passes unchanged from a unit's output to its pre-activation, the
-  standard choice: a neuron's relevance is attributed to its input through the affine layer
-  below. For ``cos`` this is a choice: the gradient-times-input trick of the original gives
-  ``R * (-u tan u)``, which is neither conservative nor bounded;
+  activation of a Dense/Conv layer), ``Identity``, ``StopGradient``, dropout and noise
+  layers (the identity at inference): relevance passes unchanged from a unit's output to
+  its pre-activation, the standard choice: a neuron's relevance is attributed to its input
+  through the affine layer below. For ``cos`` this is a choice: the gradient-times-input
+  trick of the original gives ``R * (-u tan u)``, which is neither conservative nor
+  bounded;
 - ``Reshape``, ``Flatten``: relevance reshaped; ``Concatenate``: split by slices;
 - ``MaxPooling``: winner-take-all, each window's relevance to its maximum (split equally
   between exactly tied maxima); conservative;
@@ -1181,6 +1182,7 @@ _PASSTHROUGH = (
     KL.ELU,
     KL.PReLU,
     KL.Identity,
+    L.StopGradient,
     KL.Dropout,
     KL.SpatialDropout1D,
     KL.SpatialDropout2D,

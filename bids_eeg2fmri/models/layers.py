@@ -361,6 +361,18 @@ class InverseDCT3D(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class StopGradient(layers.Layer):
+    """The identity, through which no gradient flows back: what comes after it learns
+    from its input without training what produced it."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class DenseVariational(layers.Layer):
     """Dense layer with a Gaussian posterior on every weight (Bayes by backprop).
 

@@ -80,7 +80,8 @@ PRESETS: dict[str, Architecture] = {
     "attention": dataclasses.replace(_TAFP, fourier=None),
     "fourier": dataclasses.replace(_TAFP, topographical_attention=False, style=None),
     "style-prior": dataclasses.replace(_TAFP, style="prior"),
-    # per-voxel mean and scale (Laplace), variational latent projection
+    # per-voxel mean and scale (Laplace), variational latent projection; the scale is
+    # decoded from the mean's features without training them
     "variational": dataclasses.replace(_TAFP, variational=True),
     # small kernels that fit small inputs, a low-frequency (DCT) decoder: demo and CPU use
     "compact": dataclasses.replace(
@@ -163,7 +164,13 @@ def build_models(
     volume = _decode(arch, h, grid, "decoder")
     y_hat = layers.Conv3D(1, 1, name="synth_volume")(volume)
     if arch.variational:
-        scale = _decode(arch, h, grid, "scale_decoder", force_dct=True)
+        # the scale reads the decoder's features without training them: trained through
+        # them, its likelihood (a residual's size per voxel, mostly noise) took over the
+        # shared layers, and compact-variational's mean followed the noiseless BOLD of a
+        # held-out simulated participant's source regions with r 0.09 where compact's did
+        # with 0.74 (0.75 once detached; benchmarks/NOTES.md)
+        features = L.StopGradient(name="scale_features")(h)
+        scale = _decode(arch, features, grid, "scale_decoder", force_dct=True)
         scale = layers.Activation("softplus", name="scale_positive")(scale)
         y_hat = layers.Concatenate(name="synth")([y_hat, scale])
     else:
