@@ -84,7 +84,14 @@ def _metrics(rng, name: str, split: str) -> pd.DataFrame:
 
 def _relevance(rng) -> pd.DataFrame:
     rows = [
-        {"region": region, "channel": channel, "frequency": f, "lag": lag, "relevance": r}
+        {
+            "region": region,
+            "channel": channel,
+            "frequency": f,
+            "lag": lag,
+            "relevance": r,
+            "absolute_relevance": abs(r) + 0.1,
+        }
         for region in REGIONS
         for channel in [*CHANNELS, "EXG1"]  # EXG1: no template position
         for f in np.arange(0.5, 45.0, 1.5)
@@ -383,6 +390,24 @@ def test_group_report(fake):
     methods = re.findall(r"<tr[^>]*>\s*<td>(model|ridge|mean-volume)</td>", page.read_text())
     assert methods[:3] == ["model", "ridge", "mean-volume"]
     _no_temporary_files(output)
+
+
+def test_relevance_tables_of_an_older_version_are_not_shown_as_the_new_meaning(fake):
+    # before absolute_relevance, the relevance column held the mean |R|: not comparable
+    output, bids = fake
+    run = "sub-02_task-rest_run-1"
+    path = output / "sub-02" / "eeg" / f"{run}_desc-lrp_relevance.tsv"
+    older = pd.read_csv(path, sep="\t").drop(columns="absolute_relevance")
+    _tsv(path, older.assign(relevance=older["relevance"].abs()))
+    for subject in ("01", "02"):
+        write_participant_report(output, subject, bids_dir=bids)
+    text = " ".join(_parse(output / "sub-02.html").text)
+    assert "written by a version whose relevance column had another meaning" in text
+    assert f"{run}_desc-lrp_relevance.png" not in (output / "sub-02.html").read_text()
+    group = write_group_report(output)
+    text = " ".join(_parse(group).text)
+    assert f"Left out of the mean: {run}_desc-lrp_relevance.tsv" in text
+    assert "group_desc-lrp_relevance.png" in group.read_text()  # sub-01's still averaged
 
 
 def test_group_report_without_group_table(fake):

@@ -629,8 +629,9 @@ def _ordered_regions(regions) -> list[str]:
 def plot_relevance_topomaps(bands_table, *, path: Path, title: str | None = None) -> Path:
     """Scalp maps of relevance: one row per region, one column per frequency band.
 
-    Each row has its own symmetric colour scale (shown at its right), so that the spatial
-    pattern of every region is readable; values compare within a row only.
+    Each row has its own colour scale (shown at its right; symmetric around 0 unless every
+    value is positive), so that the spatial pattern of every region is readable; values
+    compare within a row only.
 
     Parameters
     ----------

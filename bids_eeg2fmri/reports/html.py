@@ -74,8 +74,8 @@ METHODS_TEXT = (
     "noise ceiling, the r of the noiseless with the observed BOLD in the voxels the "
     "simulation couples to EEG, is the best any method can reach. Layer-wise relevance "
     "propagation (LRP) attributes the synthesized signal of a region back to the EEG inputs "
-    "(channel, frequency and lag): positive relevance raised the prediction, negative "
-    "lowered it."
+    "(channel, frequency and lag): positive relevance pushed the region's signal the way "
+    "it moved away from the prediction for the run's average EEG, negative held it back."
 )
 
 _LOG_RECORD = re.compile(
@@ -656,9 +656,15 @@ class _RunReport:
 
         title = "What the EEG contributes (LRP relevance)"
         table = _read_tsv(self.run.relevance)
-        needed = {"region", "channel", "frequency", "lag", "relevance"}
+        needed = {"region", "channel", "frequency", "lag", "relevance", "absolute_relevance"}
         if table is None or not needed <= set(table.columns):
-            return [_note(f"{title}: no {self.run.relevance.name}; not shown.")]
+            return [
+                _note(
+                    f"{title}: no {self.run.relevance.name}, or one written by a version "
+                    "whose relevance column had another meaning (no absolute_relevance "
+                    "column); not shown."
+                )
+            ]
         channels = list(dict.fromkeys(table["channel"].astype(str)))
         _, dropped = fig.known_channels(channels)
         bands = fig.band_relevance(table)
@@ -984,16 +990,28 @@ def _group_summary_table(table) -> dict:
 def _group_relevance_items(output_dir: Path, context: _Context, pd) -> list[dict]:
     from bids_eeg2fmri.reports import figures as fig
 
-    per_participant = []
+    per_participant, older = [], []
+    needed = {"region", "channel", "frequency", "relevance", "absolute_relevance"}
     for tsv in sorted(output_dir.glob("sub-*/**/eeg/*_desc-lrp_relevance.tsv")):
         table = _read_tsv(tsv)
-        if table is None or not {"region", "channel", "frequency", "relevance"} <= set(table):
+        if table is None or not needed <= set(table):
+            older += [tsv.name] if table is not None and "relevance" in table else []
             continue
         bands = fig.band_relevance(table)
         bands["participant"] = tsv.name.split("_")[0]
         per_participant.append(bands)
+    notes = (
+        [
+            _note(
+                f"Left out of the mean: {', '.join(older)}, written by a version whose relevance "
+                "column had another meaning (no absolute_relevance column)."
+            )
+        ]
+        if older
+        else []
+    )
     if not per_participant:
-        return [_note("No *_desc-lrp_relevance.tsv was found: no relevance to average.")]
+        return notes or [_note("No *_desc-lrp_relevance.tsv was found: no relevance to average.")]
     every = pd.concat(per_participant, ignore_index=True)
     keys = ["region", "channel", "band"]
     # Mean over a participant's runs, then over participants.
@@ -1007,6 +1025,7 @@ def _group_relevance_items(output_dir: Path, context: _Context, pd) -> list[dict
     )
     n = every["participant"].nunique()
     return [
+        *notes,
         _figure_item(
             "Mean relevance across participants",
             context.figures / "group_desc-lrp_relevance.png",
@@ -1015,10 +1034,11 @@ def _group_relevance_items(output_dir: Path, context: _Context, pd) -> list[dict
             f"participants' reports), summed over lags and averaged "
             f"over the frequency bins of each band, then over each participant's runs and {n} "
             "participant(s). Rows: the explained signal ('volume': the whole synthesized "
-            "volume, then regions); each row has its own symmetric colour scale. A pattern "
-            "seen at group level is shared across people rather than the trait of one.",
+            "volume, then regions); each row has its own colour scale, symmetric around 0 "
+            "unless every value is positive. A pattern seen at group level is shared across "
+            "people rather than the trait of one.",
             lambda path: fig.plot_relevance_topomaps(means, path=path),
-        )
+        ),
     ]
 
 
