@@ -671,6 +671,7 @@ def test_aligned_relevance_is_signed_by_the_explained_output(compact, eeg):
     for k, weights in enumerate(regions):
         moved = total(change * weights)
         assert (np.sign(moved) != np.sign(moved[0])).any()  # both directions among samples
+        assert np.abs(moved).min() > 1e-2 * np.abs(moved).max()  # no sign left to rounding
         sign = np.sign(moved)[:, None, None, None]
         np.testing.assert_allclose(got[:, k], plain[:, k] * sign, rtol=1e-6, atol=1e-9)
         # conservation: the aligned relevance adds up to the size of the output change

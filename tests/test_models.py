@@ -180,8 +180,9 @@ def test_batchnorm_runs_in_inference_mode_at_synthesis():
     assert np.allclose(alone[0], batched[0], atol=1e-5)  # the original's outputs differed
 
 
-def test_a_saved_model_reloads_in_a_new_process_in_safe_mode(tmp_path):
-    models = build_models(PRESETS["compact"], eeg_shape=(12, 40, 4), grid=(12, 13, 8), seed=3)
+@pytest.mark.parametrize("preset", ["compact", "compact-variational"])
+def test_a_saved_model_reloads_in_a_new_process_in_safe_mode(tmp_path, preset):
+    models = build_models(PRESETS[preset], eeg_shape=(12, 40, 4), grid=(12, 13, 8), seed=3)
     path = tmp_path / "m.keras"
     models.synthesis.save(path)
     x = RNG.standard_normal((2, 12, 40, 4, 1)).astype("float32")

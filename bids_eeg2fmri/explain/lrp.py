@@ -307,11 +307,11 @@ def region_relevance(
     ----------
     model, eeg, rule, epsilon, batch_size, reference
         As in :func:`relevance`.
+    regions : ndarray, shape (n_regions, X, Y, Z)
+        Weights on the model grid (binary masks or probabilistic maps).
     aligned : bool
         Multiply each sample's relevance for a region by the sign of the region's explained
         output (the sum of its ``R_out``).
-    regions : ndarray, shape (n_regions, X, Y, Z)
-        Weights on the model grid (binary masks or probabilistic maps).
 
     Returns
     -------
@@ -365,11 +365,11 @@ def voxel_band_relevance(
     ----------
     model, eeg, rule, epsilon, batch_size, reference
         As in :func:`relevance`.
+    band_masks : ndarray of bool, shape (n_bands, F)
+        The input frequencies of each band (bands may overlap or leave bins out).
     aligned : bool
         Multiply each voxel's relevance by the sign of the voxel's explained output:
         ``|R_out[v]| * (M^T m_b)[v]``.
-    band_masks : ndarray of bool, shape (n_bands, F)
-        The input frequencies of each band (bands may overlap or leave bins out).
 
     Returns
     -------

@@ -164,7 +164,7 @@ def build_models(
     volume = _decode(arch, h, grid, "decoder")
     y_hat = layers.Conv3D(1, 1, name="synth_volume")(volume)
     if arch.variational:
-        # the scale reads the decoder's features without training them: trained through
+        # the scale reads the features the mean decoder reads without training them: through
         # them, its likelihood (a residual's size per voxel, mostly noise) took over the
         # shared layers, and compact-variational's mean followed the noiseless BOLD of a
         # held-out simulated participant's source regions with r 0.09 where compact's did

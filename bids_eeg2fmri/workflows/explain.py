@@ -160,8 +160,9 @@ def write_relevance(
                 "the region's signal the way it went; negative, it held it back; an input "
                 "that moves it at random averages out. Linear: sums over channels, "
                 "frequencies and lags are the relevance of those inputs together, and the sum "
-                "over every input of a region is the mean absolute change of its synthesized "
-                "signal (z-scores)."
+                "over every input of a region is the mean over volumes of the absolute "
+                "change of its synthesized signal summed over its voxels (z-scores; up to "
+                "what the epsilon stabilizer absorbs)."
             },
             "absolute_relevance": {
                 "Description": "Mean over the same volumes of the absolute relevance: how "
