@@ -35,6 +35,21 @@ _non_negative_int = _argparse_type(parse_non_negative_int)
 _positive_float = _argparse_type(parse_positive_float)
 
 
+def _mr_kinds(value: str) -> tuple[str, ...]:
+    from bids_eeg2fmri.simulate.mr_artifacts import MR_ARTIFACT_KINDS
+
+    kinds = tuple(k for k in value.replace("+", ",").split(",") if k.strip())
+    kinds = tuple(k.strip().lower() for k in kinds)
+    if kinds == ("none",):
+        return ()
+    unknown = [k for k in kinds if k not in MR_ARTIFACT_KINDS]
+    if unknown or len(set(kinds)) != len(kinds):
+        raise argparse.ArgumentTypeError(
+            f"expected gradient, pulse or gradient,pulse (or none), got {value!r}"
+        )
+    return tuple(k for k in MR_ARTIFACT_KINDS if k in kinds)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``bids-eeg2fmri-simulate`` parser."""
     p = OneLineErrorParser(
@@ -116,6 +131,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--line-freq", type=_positive_float, default=50.0, help="power line frequency (default: 50)"
     )
+    mr = p.add_argument_group("Raw in-scanner EEG (ground truth in derivatives/simulation)")
+    mr.add_argument(
+        "--mr-artifacts",
+        type=_mr_kinds,
+        default=(),
+        metavar="KINDS",
+        help="add MR artifacts to the EEG: gradient, pulse or gradient,pulse (default: none; "
+        "realistic size: --sfreq 5000 --channels 64 --volumes 300 --tr 2)",
+    )
+    mr.add_argument(
+        "--slices",
+        type=_positive_int,
+        default=32,
+        help="slices per volume of the gradient artifact (default: 32)",
+    )
+    mr.add_argument(
+        "--slice-markers",
+        action="store_true",
+        help="also mark every slice (Scanner/Slice) besides every volume",
+    )
+    mr.add_argument(
+        "--unmarked-volumes",
+        type=_non_negative_int,
+        default=3,
+        help="volumes acquired before the first marker: gradient artifacts without a marker "
+        "(default: 3)",
+    )
+    mr.add_argument(
+        "--clock-drift",
+        type=float,
+        default=20.0,
+        metavar="PPM",
+        help="the scanner's clock against the EEG's, in parts per million (default: 20)",
+    )
+    mr.add_argument(
+        "--heart-rate",
+        type=_positive_float,
+        default=65.0,
+        metavar="BPM",
+        help="mean heart rate of the pulse artifact (default: 65)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -157,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         task=args.task.removeprefix("task-"),
         line_freq=args.line_freq,
         seed=args.seed,
+        mr_artifacts=args.mr_artifacts,
+        n_slices=args.slices,
+        slice_markers=args.slice_markers,
+        n_unmarked=args.unmarked_volumes,
+        clock_drift_ppm=args.clock_drift,
+        heart_rate=args.heart_rate,
     )
     start = time.monotonic()
     try:

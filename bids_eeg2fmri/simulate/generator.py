@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
-from bids_eeg2fmri.simulate import anatomy, physiology
+from bids_eeg2fmri.simulate import anatomy, mr_artifacts, physiology
 from bids_eeg2fmri.simulate.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -75,6 +75,17 @@ class SimulationConfig:
     physio_ar: float = 0.5
     thermal_noise_pct: float = 0.5
     drift_pct: float = 1.0
+    # raw in-scanner EEG (simulate/mr_artifacts.py): which artifacts, and the scanner
+    mr_artifacts: tuple[str, ...] = ()
+    n_slices: int = 32
+    slice_markers: bool = False
+    n_unmarked: int = 3  # volumes before the first marker: artifacts, no marker
+    clock_drift_ppm: float = 20.0
+    timing_jitter_s: float = 2e-6
+    gradient_scale: tuple[float, float] = (20.0, 50.0)
+    heart_rate: float = 65.0
+    pulse_uv: float = 50.0
+    slice_marker: str = "Scanner/Slice"
 
     def resolved_voxel_size(self) -> tuple[float, float, float]:
         """Voxel size in mm: given, or the default field of view divided by the grid."""
@@ -112,6 +123,24 @@ class SimulationConfig:
             raise ValueError(f"task must be letters and digits (a BIDS label), got {self.task!r}")
         if not 0 <= self.lead_range[0] <= self.lead_range[1]:
             raise ValueError(f"lead_range must be 0 <= min <= max, got {self.lead_range}")
+        unknown = set(self.mr_artifacts) - set(mr_artifacts.MR_ARTIFACT_KINDS)
+        if unknown:
+            raise ValueError(
+                f"unknown MR artifact(s) {', '.join(sorted(unknown))}: expected "
+                f"{' and/or '.join(mr_artifacts.MR_ARTIFACT_KINDS)}"
+            )
+        if self.n_slices < 2:
+            raise ValueError(f"n_slices must be at least 2, got {self.n_slices}")
+        if "gradient" in self.mr_artifacts:
+            period = self.tr * 0.985 / self.n_slices
+            if period * self.sfreq < 8:
+                raise ValueError(
+                    f"{self.n_slices} slices per {self.tr:g} s TR last {period * 1e3:.1f} ms "
+                    f"each, under 8 samples at {self.sfreq:g} Hz: raise --sfreq or lower "
+                    "--slices"
+                )
+        if self.slice_markers and "gradient" not in self.mr_artifacts:
+            raise ValueError("slice markers need the gradient artifact (--mr-artifacts gradient)")
 
 
 @dataclass
@@ -146,6 +175,11 @@ class RunData:
     regressors: dict[str, np.ndarray]  # z-scored HRF-convolved power per volume
     noise_ceiling: np.ndarray  # (*grid,) r in coupled voxels, NaN elsewhere
     summary: dict = field(default_factory=dict)
+    # raw in-scanner EEG only: the EEG before the artifacts, and when they happened
+    clean_eeg: np.ndarray | None = None  # (n_channels, n_times) in V, as ``eeg``
+    r_peaks: np.ndarray | None = None  # (n_beats,) s
+    scanner: mr_artifacts.ScannerTiming | None = None
+    slice_marker_onsets: np.ndarray | None = None  # (n_markers * n_slices,) s
 
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:
@@ -213,8 +247,22 @@ def simulate_run(
     n_markers = config.n_dummy + config.n_volumes
     lead = round(float(rng.uniform(*config.lead_range)) * sfreq) / sfreq  # on a sample
     tail = float(rng.uniform(*config.tail_range))
-    # scanners trigger on EEG samples: onsets are whole samples
-    marker_onsets = np.round((lead + tr * np.arange(n_markers)) * sfreq) / sfreq
+    mr_rng = rng_for(config.seed, participant, session, run, 3)
+    scanner = None
+    if "gradient" in config.mr_artifacts:  # the scanner's own clock; markers on EEG samples
+        scanner = mr_artifacts.scanner_timing(
+            mr_rng,
+            first_marked=lead,
+            n_marked=n_markers,
+            n_unmarked=config.n_unmarked,
+            tr=tr,
+            n_slices=config.n_slices,
+            drift_ppm=config.clock_drift_ppm,
+            jitter_s=config.timing_jitter_s,
+        )
+        marker_onsets = scanner.marker_samples(sfreq) / sfreq
+    else:  # scanners trigger on EEG samples: onsets are whole samples
+        marker_onsets = np.round((lead + tr * np.arange(n_markers)) * sfreq) / sfreq
     volume_onsets = marker_onsets[config.n_dummy :]
     # whole seconds, so that EDF/BDF (1-s data records) need no padding
     n_times = int(round(np.ceil(lead + n_markers * tr + tail) * sfreq))
@@ -251,6 +299,9 @@ def simulate_run(
         eeg = np.vstack([eeg, physiology.ecg_trace(rng, n_times, sfreq)[None]])
         ch_names.append("ECG")
         ch_types.append("ecg")
+    clean, r_peaks = None, None
+    if config.mr_artifacts:
+        eeg, clean, r_peaks = _add_mr_artifacts(config, head, eeg, scanner, mr_rng)
 
     bold, noiseless, ceiling = _bold(config, head, regressors, rng)
     coupled = np.zeros(head.mask.shape, bool)
@@ -274,6 +325,20 @@ def simulate_run(
         n_dummy_volumes=config.n_dummy,
         eeg_duration_s=round(n_times / sfreq, 6),
     )
+    if config.mr_artifacts:
+        summary["mr_artifacts"] = list(config.mr_artifacts)
+    if scanner is not None:
+        summary.update(
+            n_slices=config.n_slices,
+            slice_period_s=round(scanner.slice_period, 9),
+            n_unmarked_volumes=config.n_unmarked,
+            clock_drift_ppm=config.clock_drift_ppm,
+        )
+    if r_peaks is not None:
+        summary.update(
+            n_r_peaks=int(r_peaks.size),
+            heart_rate_bpm=round(60.0 / float(np.median(np.diff(r_peaks))), 2),
+        )
     return RunData(
         eeg=eeg,
         ch_types=ch_types,
@@ -287,7 +352,49 @@ def simulate_run(
         regressors=regressors,
         noise_ceiling=np.where(coupled, ceiling, np.nan).astype(np.float32),
         summary=summary,
+        clean_eeg=clean,
+        r_peaks=r_peaks,
+        scanner=scanner,
+        slice_marker_onsets=(
+            scanner.slice_marker_samples(sfreq) / sfreq if config.slice_markers else None
+        ),
     )
+
+
+def _add_mr_artifacts(config: SimulationConfig, head: Head, eeg: np.ndarray, scanner, rng):
+    """EEG recorded in the scanner: ``(raw, clean, r_peaks)``; the clean EEG is ``eeg``
+    with the ECG of the simulated heart beats (when there is a pulse artifact)."""
+    sfreq, n_times = config.sfreq, eeg.shape[1]
+    n_eeg = len(head.ch_names)
+    positions = np.array([ch["loc"][:3] for ch in head.info["chs"]])
+    r_peaks = None
+    if "pulse" in config.mr_artifacts:
+        r_peaks = mr_artifacts.heartbeats(rng, n_times / sfreq, heart_rate=config.heart_rate)
+        if config.ecg:
+            eeg[n_eeg] = mr_artifacts.ecg_from_beats(rng, r_peaks, n_times=n_times, sfreq=sfreq)
+    clean = eeg.copy()
+    if r_peaks is not None:
+        eeg[:n_eeg] += mr_artifacts.pulse_artifact(
+            rng,
+            r_peaks,
+            n_times=n_times,
+            sfreq=sfreq,
+            channel_positions=positions,
+            peak_uv=config.pulse_uv,
+        )
+    if scanner is not None:
+        if eeg.shape[0] > n_eeg:  # the ECG electrode, on the chest
+            positions = np.vstack([positions, [[0.0, 0.05, -0.25]]])
+        eeg += mr_artifacts.gradient_artifact(
+            rng,
+            scanner,
+            n_times=n_times,
+            sfreq=sfreq,
+            channel_positions=positions,
+            channel_std=clean.std(axis=1),
+            scale_range=config.gradient_scale,
+        )
+    return eeg, clean, r_peaks
 
 
 def _bold(config: SimulationConfig, head: Head, regressors, rng):

@@ -31,6 +31,7 @@ from bids_eeg2fmri.simulate.generator import (
     make_head,
     simulate_run,
 )
+from bids_eeg2fmri.simulate.mr_artifacts import interleaved_slice_timing
 
 LOGGER = logging.getLogger(__name__)
 SIMULATOR = "bids-eeg2fmri-simulate"
@@ -120,6 +121,10 @@ def _write(config: SimulationConfig, root: Path) -> None:
                 bold_file = _write_bold(config, root, subject, session, entities, head, data)
                 _add_scan(eeg_file, bold_file, acq_time)
                 _write_run_truth(config, root / TRUTH, subject, session, entities, head, data)
+                if data.clean_eeg is not None:
+                    _write_mr_truth(
+                        config, root / TRUTH, subject, session, entities, data, acq_time
+                    )
                 truth["runs"].append(
                     {
                         "eeg": eeg_file.relative_to(root).as_posix(),
@@ -156,10 +161,7 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
     raw.info["line_freq"] = config.line_freq
     # A quarter sample later than the marker's sample: MNE's writers turn onsets into
     # samples by truncation, and k * TR in floating point can fall just below the sample.
-    onsets = data.marker_onsets + 0.25 / config.sfreq
-    raw.set_annotations(
-        mne.Annotations(onsets, 0.0, [config.marker] * len(onsets), orig_time=acq_time)
-    )
+    raw.set_annotations(_annotations(config, data, acq_time))
     bids_path = BIDSPath(
         subject=subject,
         session=session,
@@ -177,7 +179,8 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
             with warnings.catch_warnings():  # "converting to float32": intended (µV floats)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mne.export.export_raw(vhdr, raw, fmt="brainvision", verbose=False)
-            _set_marker_type(vhdr.with_suffix(".vmrk"), config.marker)
+            for marker in (config.marker, config.slice_marker):
+                _set_marker_type(vhdr.with_suffix(".vmrk"), marker)
             native = mne.io.read_raw_brainvision(vhdr, verbose=False)
             native.set_channel_types(dict(zip(data.ch_names, data.ch_types, strict=True)))
             native.set_montage("easycap-M1", on_missing="ignore")
@@ -204,6 +207,23 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
     if config.eeg_format == "eeglab":
         _fix_mat_header(bids_path.fpath)
     return bids_path.fpath
+
+
+def _annotations(config, data: RunData, acq_time):
+    """The volume markers (and slice markers, if any) as MNE annotations."""
+    import mne
+
+    # A quarter sample later than the marker's sample: MNE's writers turn onsets into
+    # samples by truncation, and k * TR in floating point can fall just below the sample.
+    onsets = list(data.marker_onsets + 0.25 / config.sfreq)
+    labels = [config.marker] * len(onsets)
+    if data.slice_marker_onsets is not None:
+        onsets += list(data.slice_marker_onsets + 0.25 / config.sfreq)
+        labels += [config.slice_marker] * len(data.slice_marker_onsets)
+    order = np.argsort(onsets, kind="stable")
+    return mne.Annotations(
+        np.asarray(onsets)[order], 0.0, np.asarray(labels)[order], orig_time=acq_time
+    )
 
 
 def _set_marker_type(vmrk: Path, marker: str) -> None:
@@ -244,6 +264,8 @@ def _write_bold(config, root, subject, session, entities, head: Head, data: RunD
     }
     if config.n_dummy:
         meta["NumberOfVolumesDiscardedByScanner"] = config.n_dummy
+    if data.scanner is not None:
+        meta["SliceTiming"] = interleaved_slice_timing(data.scanner)
     _write_json(func / f"{entities}_bold.json", meta)
     return path
 
@@ -359,6 +381,81 @@ def _write_run_truth(config, truth_root, subject, session, entities, head, data:
     )
 
 
+def _write_mr_truth(config, truth_root, subject, session, entities, data: RunData, acq_time):
+    """The EEG before the MR artifacts (BrainVision, float32, with the same markers), the
+    true R peaks and the true scanner timing of a raw in-scanner run."""
+    import mne
+
+    eeg_dir = _subject_dir(truth_root, subject, session) / "eeg"
+    eeg_dir.mkdir(parents=True, exist_ok=True)
+    info = mne.create_info(data.ch_names, config.sfreq, data.ch_types)
+    raw = mne.io.RawArray(data.clean_eeg, info, verbose=False)
+    raw.set_meas_date(acq_time)
+    raw.set_annotations(_annotations(config, data, acq_time))
+    vhdr = eeg_dir / f"{entities}_desc-clean_eeg.vhdr"
+    with warnings.catch_warnings():  # "converting to float32": intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mne.export.export_raw(vhdr, raw, fmt="brainvision", overwrite=True, verbose=False)
+    for marker in (config.marker, config.slice_marker):
+        _set_marker_type(vhdr.with_suffix(".vmrk"), marker)
+    _write_json(
+        eeg_dir / f"{entities}_desc-clean_eeg.json",
+        {
+            "Description": "The EEG (and ECG) before the MR artifacts were added: what a "
+            "perfect gradient and pulse correction would return.",
+            "SamplingFrequency": config.sfreq,
+            "MRArtifacts": list(config.mr_artifacts),
+            "Sources": [
+                f"bids:raw:{_subject_dir(Path(), subject, session).as_posix()}/eeg/"
+                f"{entities}_eeg{_EXTENSION[config.eeg_format]}"
+            ],
+        },
+    )
+    if data.r_peaks is not None:
+        rows = "".join(f"{t:.6f}\t0\tR peak\n" for t in data.r_peaks)
+        (eeg_dir / f"{entities}_desc-heartbeats_events.tsv").write_text(
+            "onset\tduration\ttrial_type\n" + rows, encoding="utf-8"
+        )
+        _write_json(
+            eeg_dir / f"{entities}_desc-heartbeats_events.json",
+            {
+                "Description": "True R peaks of the simulated heart beats; the pulse artifact "
+                "starts about 0.2 s after each.",
+                "onset": {"Description": "R peak, from the first EEG sample.", "Units": "s"},
+            },
+        )
+    if data.scanner is not None:
+        n_unmarked = data.scanner.n_unmarked
+        rows = "".join(
+            f"{t:.9f}\t{data.scanner.slice_period * data.scanner.slice_offsets.size:.9f}\t"
+            f"{'unmarked' if i < n_unmarked else 'marked'}\n"
+            for i, t in enumerate(data.scanner.volume_onsets)
+        )
+        (eeg_dir / f"{entities}_desc-scanner_events.tsv").write_text(
+            "onset\tduration\ttrial_type\n" + rows, encoding="utf-8"
+        )
+        _write_json(
+            eeg_dir / f"{entities}_desc-scanner_events.json",
+            {
+                "Description": "True onset of every volume the scanner acquired (on the EEG "
+                "clock, before rounding to a sample), and its slices' duration.",
+                "onset": {"Description": "Volume onset, from the first EEG sample.", "Units": "s"},
+                "duration": {"Description": "Slices of one volume, end to end.", "Units": "s"},
+                "trial_type": {
+                    "Levels": {
+                        "marked": "a volume marker follows at the next EEG sample",
+                        "unmarked": "acquired before the first marker: artifacts, no marker",
+                    }
+                },
+                "SlicePeriod": data.scanner.slice_period,
+                "SliceOffsets": [round(float(x), 9) for x in data.scanner.slice_offsets],
+            },
+        )
+
+
+_EXTENSION = {"brainvision": ".vhdr", "edf": ".edf", "bdf": ".bdf", "eeglab": ".set"}
+
+
 def _write_top_level(
     config: SimulationConfig, root: Path, subjects: list[str], truth: dict
 ) -> None:
@@ -423,11 +520,44 @@ onset ({config.n_dummy} dummy volume(s) before the first stored one).
 Sources whose band power drives BOLD through the canonical HRF:
 {sources}
 
-The ground truth (noiseless BOLD, source maps, band-power envelopes, regressors, the
-noise ceiling of each run and every parameter) is in derivatives/simulation/.
+{_mr_readme(config)}The ground truth (noiseless BOLD, source maps, band-power envelopes,
+regressors, the noise ceiling of each run and every parameter) is in
+derivatives/simulation/.
 EEG files were written with MNE-Python and MNE-BIDS (Appelhoff et al. 2019,
 doi:10.21105/joss.01896).
 """
+
+
+def _mr_readme(config: SimulationConfig) -> str:
+    if not config.mr_artifacts:
+        return ""
+    parts = []
+    if "gradient" in config.mr_artifacts:
+        parts.append(
+            f"the gradient artifact of {config.n_slices} slices per volume (SliceTiming in "
+            f"the BOLD sidecars), {config.gradient_scale[0]:g}-{config.gradient_scale[1]:g} "
+            f"times each channel's EEG, a scanner clock {config.clock_drift_ppm:g} ppm off "
+            f"the EEG's, and {config.n_unmarked} unmarked volume(s) before the first marker"
+            + (
+                f' (a "{config.slice_marker}" marker at every slice)'
+                if config.slice_markers
+                else ""
+            )
+        )
+    if "pulse" in config.mr_artifacts:
+        parts.append(
+            f"the pulse artifact, about 0.2 s after each heart beat (about "
+            f"{config.heart_rate:g} per minute, up to {config.pulse_uv:g} uV)"
+        )
+    import textwrap
+
+    text = (
+        "The EEG was recorded inside the scanner: it holds "
+        + " and ".join(parts)
+        + ". The EEG before the artifacts, the true R peaks and the scanner's true timing are "
+        "in derivatives/simulation/sub-*/eeg/."
+    )
+    return textwrap.fill(text, width=88) + "\n\n"
 
 
 def _write_json(path: Path, data) -> None:
