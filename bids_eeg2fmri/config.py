@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bids_eeg2fmri.errors import UnknownAnalysisLevelError, UsageError
-from bids_eeg2fmri.signals.markers import DEFAULT_VOLUME_MARKER
+from bids_eeg2fmri.signals.markers import DEFAULT_SLICE_MARKER, DEFAULT_VOLUME_MARKER
 
 #: Queries a BIDS filter file may refine (as in fMRIPrep's ``--bids-filter-file``).
 FILTER_QUERIES = ("eeg", "bold")
@@ -80,6 +80,10 @@ class WorkflowSection:
     assume_eeg_starts_at_first_volume: bool = False
     dummy_scans: int = 0
     eeg_only_tr: float | None = None
+    # raw in-scanner EEG: gradient and pulse artifacts
+    mr_correction: str = "auto"
+    ecg_channel: str | None = None
+    slice_marker: str = DEFAULT_SLICE_MARKER
     # EEG
     channels: tuple[str, ...] = ()
     min_channel_fraction: float = 0.75
@@ -132,6 +136,8 @@ class RunConfig:
 
 
 LRP_RULES = ("epsilon", "zplus")
+#: ``--mr-correction`` choices (bids_eeg2fmri.signals.mr_correction.MODES).
+MR_MODES = ("auto", "none", "gradient", "gradient+pulse")
 
 _SECTIONS: dict[str, type] = {
     "run": RunSection,
@@ -513,6 +519,9 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         assume_eeg_starts_at_first_volume=bool(opts.get("assume_eeg_starts_at_first_volume")),
         dummy_scans=convert("dummy_scans", parse_non_negative_int, 0),
         eeg_only_tr=convert("eeg_only_tr", parse_positive_float),
+        mr_correction=str(opts.get("mr_correction") or defaults.mr_correction),
+        ecg_channel=str(opts["ecg_channel"]) if opts.get("ecg_channel") else None,
+        slice_marker=convert("slice_marker", parse_regex, defaults.slice_marker),
         channels=convert("channels", parse_channels, ()),
         min_channel_fraction=convert(
             "min_channel_fraction", parse_fraction, defaults.min_channel_fraction
@@ -543,6 +552,11 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         raise UsageError(
             f"--lrp-rule: unknown rule {section.lrp_rule!r}"
             + _did_you_mean(section.lrp_rule, LRP_RULES)
+        )
+    if section.mr_correction not in MR_MODES:
+        raise UsageError(
+            f"--mr-correction: unknown mode {section.mr_correction!r}"
+            + _did_you_mean(section.mr_correction, MR_MODES)
         )
     if section.preset not in PRESET_NAMES:
         raise UsageError(

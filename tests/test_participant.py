@@ -116,13 +116,14 @@ def test_a_crashed_run_resumes_and_a_rerun_recomputes_nothing(sim_dataset, tmp_p
     assert participant(bids, tmp_path, capsys)[0] == 0
     resumed = max((tmp_path / "out/logs").glob("*.log"), key=os.path.getmtime).read_text()
     assert 'Cached "bids_eeg2fmri_0_1_wf.sub_01_task_rest.eeg_features"' in resumed
-    for node in ("volume_timing", "eeg_features", "prepare_bold", "run_complete", "volume_events"):
+    nodes = ("volume_timing", "mr_correction", "eeg_features", "prepare_bold", "run_complete")
+    for node in (*nodes, "volume_events", "mr_derivatives"):
         assert f'Cached "bids_eeg2fmri_0_1_wf.sub_01_task_rest.{node}"' in resumed
-    assert resumed.count("Executing") == 5  # sub-02's five nodes, now that its BOLD is 4-D
+    assert resumed.count("Executing") == 7  # sub-02's seven nodes, now that its BOLD is 4-D
 
     assert participant(bids, tmp_path, capsys)[0] == 0
     rerun = max((tmp_path / "out/logs").glob("*.log"), key=os.path.getmtime).read_text()
-    assert "Executing" not in rerun and rerun.count("Cached") == 10
+    assert "Executing" not in rerun and rerun.count("Cached") == 14
 
     assert derivatives(tmp_path / "out") == derivatives(clean / "out")
 

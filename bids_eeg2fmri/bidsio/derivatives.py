@@ -96,6 +96,8 @@ BIDSIGNORE = (
 #: Every ``desc-`` label of our outputs (``descriptions.tsv``).
 DESCRIPTIONS = {
     "volumes": "Onsets of the BOLD volumes on the EEG clock, as used to align the EEG.",
+    "mrcorrected": "EEG recorded in the MR scanner, corrected for its gradient and/or pulse "
+    "artifacts and downsampled (and the correction's metrics per channel).",
     "synth": "BOLD synthesized from EEG by the model (and its metrics against the observed "
     "BOLD, beside those of the baselines).",
     "uncertainty": "The model's per-voxel uncertainty of the synthesized BOLD (the scale of "

@@ -28,6 +28,7 @@ class RunPair:
     events_tsv: Path | None = None
     tr: float | None = None  # from the BOLD sidecar
     n_discarded: int = 0  # NumberOfVolumesDiscardedByScanner + ByUser
+    slice_timing: tuple[float, ...] | None = None  # the BOLD's SliceTiming (s)
 
     @property
     def name(self) -> str:
@@ -149,6 +150,7 @@ def pair_runs(
                 tr=float(meta["RepetitionTime"]) if "RepetitionTime" in meta else None,
                 n_discarded=int(meta.get("NumberOfVolumesDiscardedByScanner", 0))
                 + int(meta.get("NumberOfVolumesDiscardedByUser", 0)),
+                slice_timing=_slice_timing(meta.get("SliceTiming"), bold),
             )
         )
     subjects = sorted({p.subject for p in pairs})
@@ -162,6 +164,22 @@ def pair_runs(
         if Path(bold) not in used_bold:
             LOGGER.info("%s has no simultaneous EEG: skipped", Path(bold).name)
     return pairs
+
+
+def _slice_timing(value, bold: Path | None) -> tuple[float, ...] | None:
+    """SliceTiming as floats; a malformed one is ignored with a warning."""
+    if value is None:
+        return None
+    try:
+        times = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        LOGGER.warning(
+            "%s: SliceTiming is not a list of numbers (%r): ignored",
+            bold.name if bold else "BOLD sidecar",
+            value,
+        )
+        return None
+    return times or None
 
 
 def _derivative_eeg(root: Path, raw_eeg: Path, extensions: Sequence[str]) -> Path:

@@ -155,6 +155,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--assume-eeg-starts-at-first-volume)",
     )
     wf.add_argument(
+        "--mr-correction",
+        dest="mr_correction",
+        metavar="MODE",
+        help="EEG recorded in the scanner: auto (default: detect the gradient artifact at "
+        "the volume harmonics and the pulse artifact after each heart beat, correct what is "
+        "present), none (a recording with gradient artifacts fails), gradient, or "
+        "gradient+pulse; the corrected EEG is written as desc-mrcorrected",
+    )
+    wf.add_argument(
+        "--ecg-channel",
+        dest="ecg_channel",
+        metavar="NAME",
+        help="the ECG channel whose R peaks time the pulse artifact (default: the channel "
+        "typed ECG in channels.tsv, else one named ECG or EKG)",
+    )
+    wf.add_argument(
+        "--slice-marker",
+        dest="slice_marker",
+        metavar="REGEX",
+        help="regular expression of slice markers' descriptions; when they exist, the "
+        "gradient artifact is corrected slice by slice (default: matches Scanner/Slice, "
+        "Slice)",
+    )
+    wf.add_argument(
         "--channels",
         dest="channels",
         nargs="+",

@@ -255,7 +255,11 @@ def _preprocess(config, layout, selection) -> None:
     from bids_eeg2fmri.bidsio.pairing import pair_runs
     from bids_eeg2fmri.errors import DataError
     from bids_eeg2fmri.signals.eeg import EEGError, recording_eeg_channels
-    from bids_eeg2fmri.workflows.participant import init_participant_wf, restore_volume_events
+    from bids_eeg2fmri.workflows.participant import (
+        init_participant_wf,
+        restore_mr_outputs,
+        restore_volume_events,
+    )
     from bids_eeg2fmri.workflows.runner import run_workflow
 
     pairs = pair_runs(
@@ -299,6 +303,7 @@ def _preprocess(config, layout, selection) -> None:
         run_uuid=config.run_uuid,
         workflow=settings,
         channels=channels,
+        omp_nthreads=config.execution.omp_nthreads,
     )
     failures = run_workflow(
         wf,
@@ -319,7 +324,7 @@ def _preprocess(config, layout, selection) -> None:
                 failure.crash_file,
             )
         first = failures[0]
-        data_errors = {"MarkerError", "EEGError", "BoldError", "DataError"}
+        data_errors = {"MarkerError", "EEGError", "BoldError", "DataError", "MRArtifactError"}
         error = DataError if all(f.error in data_errors for f in failures) else Eeg2FmriError
         raise error(
             f"{len(failures)} step(s) failed; first: {first.message} (crash report: "
@@ -331,6 +336,7 @@ def _preprocess(config, layout, selection) -> None:
         output_dir=config.run.output_dir,
         bids_dir=config.run.bids_dir,
     )
+    restore_mr_outputs(pairs, work_dir=config.execution.work_dir)
     if settings.train or settings.model is not None:
         _model_steps(config, pairs)
     _reports(config, sorted({p.subject for p in pairs}))

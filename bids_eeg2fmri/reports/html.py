@@ -440,6 +440,7 @@ class _RunReport:
             )
         for step in (
             self._onsets,
+            self._mr_artifacts,
             self._slices,
             self._correlation,
             self._metrics,
@@ -448,6 +449,16 @@ class _RunReport:
         ):
             items.extend(_guarded(step, f"{self.run.name}: {step.__name__.strip('_')}"))
         return _section(self.run.name, self.run.name, items, level="run")
+
+    def _mr_artifacts(self) -> list[dict]:
+        from bids_eeg2fmri.reports.mr_section import mr_items
+
+        return mr_items(
+            eeg_dir=self.run.eeg,
+            run_name=self.run.name,
+            figures=self.context.figures,
+            html_dir=self.context.html_dir,
+        )
 
     def _figure(self, what: str, kind: str, ext: str = "svg") -> Path:
         return self.context.figures / f"{self.run.name}_desc-{what}_{kind}.{ext}"

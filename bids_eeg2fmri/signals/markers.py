@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,10 @@ from bids_eeg2fmri.errors import DataError
 DEFAULT_VOLUME_MARKER = (
     r"^(?:(?:Response|Stimulus)/)?R\s*128$|^(?:Scanner/)?Scan Start$|^(?:Comment/)?(?:V|Volume|TR)$"
 )
+
+#: Matches slice markers (``Scanner/Slice``, ``Slice``, ``Comment/Slice``): when present,
+#: the gradient artifact is corrected slice by slice.
+DEFAULT_SLICE_MARKER = r"^(?:(?:Scanner|Comment)/)?Slice$"
 
 FOUND, REPAIRED, GIVEN, ASSUMED = "found", "repaired", "given", "assumed"
 
@@ -50,11 +54,15 @@ class VolumeTiming:
         ``given`` (``--first-volume-onset``) or ``assumed`` (EEG starts with volume 0).
     repairs : tuple of str
         What was changed, in words, for the log and the report.
+    scan_onsets : ndarray, shape (n_scanned,)
+        Every volume the markers show (discarded ones included, missing markers put
+        back): where the scanner's gradient artifact is. Empty without markers.
     """
 
     onsets: np.ndarray
     how: np.ndarray
     repairs: tuple[str, ...] = ()
+    scan_onsets: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 def matching_onsets(
@@ -164,14 +172,14 @@ def volume_onsets(
     onsets, how = np.asarray(filled), np.asarray(how)
 
     if n_volumes is None:
-        return VolumeTiming(onsets, how, tuple(repairs))
+        return VolumeTiming(onsets, how, tuple(repairs), onsets)
     if onsets.size == n_volumes + n_discarded:
         if n_discarded:
             repairs.append(f"skipped the markers of {n_discarded} discarded volume(s)")
-        return VolumeTiming(onsets[n_discarded:], how[n_discarded:], tuple(repairs))
+        return VolumeTiming(onsets[n_discarded:], how[n_discarded:], tuple(repairs), onsets)
     if onsets.size == n_volumes and n_discarded:
         repairs.append(f"no markers for the {n_discarded} discarded volume(s)")
-        return VolumeTiming(onsets, how, tuple(repairs))
+        return VolumeTiming(onsets, how, tuple(repairs), onsets)
     expected = f"{n_volumes}" + (f" (+{n_discarded} discarded)" if n_discarded else "")
     if onsets.size < n_volumes:
         detail = (

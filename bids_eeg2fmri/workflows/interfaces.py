@@ -102,6 +102,7 @@ class VolumeTiming(SimpleInterface):
             sfreq=sfreq,
             duration=duration,
             repairs=np.asarray(timing.repairs, dtype=str),
+            scan_onsets=timing.scan_onsets,
         )
         self._results["timing"] = str(out)
         return runtime
@@ -159,9 +160,10 @@ class EEGFeatures(SimpleInterface):
 
         inputs = self.inputs
         timing = np.load(inputs.timing)
-        tr, sfreq = float(timing["tr"]), float(timing["sfreq"])
+        tr = float(timing["tr"])
         try:
             raw = eeg_mod.read_raw(inputs.eeg_file)
+            sfreq = float(raw.info["sfreq"])  # the file read (it may have been downsampled)
             tsv = (
                 eeg_mod.read_channel_types(inputs.channels_tsv)
                 if isdefined(inputs.channels_tsv)

@@ -29,9 +29,11 @@ def init_participant_wf(
     run_uuid: str,
     workflow,
     channels: Sequence[str],
+    omp_nthreads: int = 1,
     name: str | None = None,
 ):
-    """One sub-workflow per run; ``workflow`` is the config's WorkflowSection.
+    """One sub-workflow per run; ``workflow`` is the config's WorkflowSection,
+    ``omp_nthreads`` the threads of a node (an execution setting: no cache depends on it).
 
     Crash reports go to ``OUTPUT_DIR/sub-X/log/<run_uuid>/``.
     """
@@ -48,13 +50,16 @@ def init_participant_wf(
                     crashdump_dir=Path(output_dir) / f"sub-{pair.subject}" / "log" / run_uuid,
                     workflow=workflow,
                     channels=channels,
+                    omp_nthreads=omp_nthreads,
                 )
             ]
         )
     return top
 
 
-def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow, channels):
+def init_run_wf(
+    *, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow, channels, omp_nthreads=1
+):
     """Nodes of one run (EEG with or without BOLD)."""
     import nipype.pipeline.engine as pe
 
@@ -64,6 +69,7 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
         VolumeEvents,
         VolumeTiming,
     )
+    from bids_eeg2fmri.workflows.mr_interfaces import MRCorrection, MRDerivatives
 
     wf = pe.Workflow(name=_node_name(pair.name))
     n_volumes = -1
@@ -91,9 +97,28 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
             "first_volume_onset": workflow.first_volume_onset,
         }
     }
+    mr = pe.Node(
+        MRCorrection(
+            eeg_file=str(pair.eeg),
+            run_name=pair.name,
+            mode=workflow.mr_correction,
+            slice_marker=workflow.slice_marker,
+            sfreq=max(MR_SFREQ, 4 * workflow.max_freq),
+            threads=omp_nthreads,
+        ),
+        name="mr_correction",
+        mem_gb=_mr_memory_gb(pair.eeg, omp_nthreads),
+        n_procs=omp_nthreads,
+    )
+    optional[mr] = {
+        "eeg_json": _sidecar(pair.eeg),
+        "channels_tsv": pair.channels_tsv,
+        "ecg_channel": workflow.ecg_channel,
+        "slice_timing": list(pair.slice_timing) if pair.slice_timing else None,
+        "clean_eeg": _simulated_clean_eeg(pair, bids_dir),
+    }
     features = pe.Node(
         EEGFeatures(
-            eeg_file=str(pair.eeg),
             channels=list(channels),
             min_channel_fraction=workflow.min_channel_fraction,
             n_windows=workflow.n_windows,
@@ -119,8 +144,14 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
         ),
         name="volume_events",
     )
-    wf.connect(timing, "timing", features, "timing")
-    merge_inputs = [(features, "features")]
+    wf.connect(
+        [
+            (timing, mr, [("timing", "timing")]),
+            (timing, features, [("timing", "timing")]),
+            (mr, features, [("eeg_file", "eeg_file")]),
+        ]
+    )
+    merge_inputs = [(features, "features"), (mr, "info")]
     if pair.bold is not None:
         bold = pe.Node(
             PrepareBold(
@@ -141,6 +172,16 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
     for i, (node, field) in enumerate(merge_inputs, start=1):
         wf.connect(node, field, done, f"in{i}")
     wf.connect([(timing, events, [("timing", "timing")]), (done, events, [("out", "ready")])])
+    publish = pe.Node(
+        MRDerivatives(
+            output_dir=str(output_dir),
+            eeg_dir=(subject_dir / "eeg").as_posix(),
+            figures_dir=f"sub-{pair.subject}/figures",
+            sources=[bids_uri(pair.eeg, bids_dir)],
+        ),
+        name="mr_derivatives",
+    )
+    wf.connect([(mr, publish, [("outputs", "outputs")]), (done, publish, [("out", "ready")])])
 
     for node, values in optional.items():
         for key, value in values.items():
@@ -149,6 +190,42 @@ def init_run_wf(*, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow,
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir)}}
     return wf
+
+
+#: Lowest rate (Hz) the EEG is brought down to before the features (MR correction step).
+MR_SFREQ = 250.0
+
+
+def _mr_memory_gb(eeg: Path, threads: int) -> float:
+    """Memory (GB) of the MR correction step: a group of channels in float64, each
+    thread's copy of a channel, two reference channels, and the output at 250 Hz
+    (mr_correction's streaming); 1 GB when the header cannot be read (the step will say
+    why)."""
+    from bids_eeg2fmri.signals.eeg import EEGError, read_raw
+
+    try:
+        raw = read_raw(eeg, preload=False)
+    except EEGError:
+        return 1.0
+    channel = raw.n_times * 8 / 1e9
+    output = len(raw.ch_names) * raw.n_times * min(1.0, MR_SFREQ / raw.info["sfreq"]) * 4e-9
+    return round(0.3 + channel * (4 + 2 * threads + 2) + 3 * output, 2)
+
+
+def _sidecar(eeg: Path) -> Path | None:
+    path = Path(eeg).with_name(Path(eeg).name.rsplit(".", 1)[0] + ".json")
+    return path if path.is_file() else None
+
+
+def _simulated_clean_eeg(pair: RunPair, bids_dir: Path) -> Path | None:
+    """The simulator's EEG before MR artifacts for this run, when BIDS_DIR has one and
+    the run's EEG is BIDS_DIR's own (the quality against it goes into the metrics)."""
+    truth = Path(bids_dir) / "derivatives" / "simulation" / f"sub-{pair.subject}"
+    if pair.session:
+        truth = truth / f"ses-{pair.session}"
+    path = truth / "eeg" / f"{pair.name}_desc-clean_eeg.vhdr"
+    raw = Path(bids_dir).resolve() in Path(pair.eeg).resolve().parents
+    return path if raw and path.is_file() else None
 
 
 def restore_volume_events(
@@ -186,3 +263,25 @@ def restore_volume_events(
                 )
             )
     return written
+
+
+def restore_mr_outputs(pairs: Sequence[RunPair], *, work_dir: Path) -> list[Path]:
+    """Publish again the MR correction's derivatives that OUTPUT_DIR lacks (its nipype node
+    is cached, as the volume events'), from the node's record of what it copied."""
+    import json
+
+    from bids_eeg2fmri.workflows.mr_interfaces import publish
+
+    restored = []
+    for pair in pairs:
+        record = (
+            Path(work_dir) / workflow_name() / _node_name(pair.name) / "mr_derivatives"
+        ) / "published.json"
+        if not record.is_file():
+            continue
+        published = json.loads(record.read_text(encoding="utf-8"))
+        missing = [(s, d) for s, d in published["files"] if not Path(d).is_file()]
+        if missing and all(Path(s).is_file() for s, _ in missing):
+            publish(missing, sources=published.get("sources", []))
+            restored += [Path(d) for _, d in missing]
+    return restored
