@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	@echo "Reports: $(DEMO)/out/sub-*.html and $(DEMO)/out/group.html (open them in a browser)"
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check bids_eeg2fmri tests benchmarks

@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import common  # noqa: E402
+import mr  # noqa: E402
 import pipeline  # noqa: E402
 import report  # noqa: E402
 import speed  # noqa: E402
@@ -38,7 +39,7 @@ import speed  # noqa: E402
 from bids_eeg2fmri.config import PRESET_NAMES  # noqa: E402 - TensorFlow-free
 
 DEFAULT_PRESET = "compact"
-SECTIONS = ("models", "original", "preprocessing", "memory", "quality", "demo")
+SECTIONS = ("models", "original", "preprocessing", "memory", "quality", "demo", "mr")
 
 
 def machine() -> dict:
@@ -173,6 +174,7 @@ def main() -> int:
         "memory": lambda: pipeline.memory(ctx),
         "quality": quality,
         "demo": lambda: pipeline.demo(ctx),
+        "mr": lambda: mr.mr_section(ctx),
     }
     if args.update:  # the earlier run's figures, with these sections measured again
         earlier = json.loads((results_dir / "results.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import mr_report
 from pipeline import QUALITY_METRICS
 
 #: The preset whose quality targets are judged (the app's default)
@@ -206,7 +207,7 @@ def markdown(results: dict) -> str:
         )
     lines += _targets(results) + _quality(results) + _limits(results)
     lines += _models(results) + _original(results) + _speed_gaps(results)
-    lines += _pipeline(results) + _scale(results)
+    lines += _pipeline(results) + mr_report.section(results) + _scale(results)
     return "\n".join(lines) + "\n"
 
 
@@ -230,6 +231,7 @@ def _targets(results: dict) -> list[str]:
     demo = _get(results, "demo", "total")
     demo_verdict = _verdict(None) if demo is None else f"{demo:.0f} s: " + _verdict(demo < 300)
     rows.append(["the demo in under 5 minutes", demo_verdict])
+    rows += mr_report.target_rows(results)
     return ["## Targets", "", *_table(["target", "met"], rows), ""]
 
 

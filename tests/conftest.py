@@ -41,20 +41,49 @@ def cli(bids, out, work, capsys, *extra):
     )
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, even when pytest-xdist runs the tests that
+    need it on several workers (xdist's groups do not always keep them on one): the
+    workers share the session's temporary root, and a file lock makes the others wait
+    for the first one's result. Returns the folder."""
+    import fcntl
+    import os
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    folder = shared / f"built-{name}"
+    with open(shared / f"built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".done").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     """A read-only simulated dataset for the trained-model tests."""
-    root = tmp_path_factory.mktemp("synth")
-    return simulate_dataset(SimulationConfig(n_participants=3, **TINY), root / "ds")
+    config = SimulationConfig(n_participants=3, **TINY)
+    return (
+        built_once(tmp_path_factory, "synth", lambda f: simulate_dataset(config, f / "ds")) / "ds"
+    )
 
 
 @pytest.fixture(scope="session")
 def trained(dataset, tmp_path_factory) -> Path:
     """OUTPUT_DIR of ``participant --train`` on :func:`dataset` (read-only: copy it to
-    change it). Modules using it share an xdist group, so it is trained once."""
+    change it), trained once per session."""
+    return built_once(tmp_path_factory, "trained", lambda root: _train(dataset, root)) / "out"
+
+
+def _train(dataset: Path, root: Path) -> None:
     from bids_eeg2fmri.cli.run import main
 
-    root = tmp_path_factory.mktemp("trained")
     args = [
         dataset,
         root / "out",
@@ -67,7 +96,6 @@ def trained(dataset, tmp_path_factory) -> Path:
         *TRAIN,
     ]
     assert main([str(a) for a in args]) == 0
-    return root / "out"
 
 
 def tree_digest(root: Path) -> dict[str, str]:

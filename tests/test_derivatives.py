@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-pytestmark = pytest.mark.xdist_group("trained")
-
 SUBJECTS = ("01", "02", "03")
 
 

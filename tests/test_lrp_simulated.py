@@ -26,8 +26,6 @@ from bids_eeg2fmri.simulate.generator import SimulationConfig, make_head
 from bids_eeg2fmri.simulate.sources import DEFAULT_SOURCES
 from bids_eeg2fmri.simulate.writer import simulate_dataset
 
-pytestmark = pytest.mark.xdist_group("lrp-simulated")
-
 CONFIG = SimulationConfig(
     n_participants=5,
     n_volumes=150,
@@ -44,14 +42,18 @@ CONFIG = SimulationConfig(
 def relevance(tmp_path_factory) -> tuple[dict, np.ndarray]:
     """(region, channel, frequency) -> relevance summed over lags; and every row's
     (relevance, absolute_relevance)."""
+    from conftest import built_once
+
     from bids_eeg2fmri.cli.run import main
 
-    root = tmp_path_factory.mktemp("lrp-sim")
-    bids = simulate_dataset(CONFIG, root / "ds")
-    args = [bids, root / "out", "participant", "--skip-bids-validation", "-w", root / "work"]
-    args += ["--train", "--epochs", "30", "--patience", "30", "--batch-size", "16"]
-    args += ["--model-grid", "20", "22", "12", "--no-baselines", "--nprocs", "2"]
-    assert main([str(a) for a in args]) == 0
+    def build(root):
+        bids = simulate_dataset(CONFIG, root / "ds")
+        args = [bids, root / "out", "participant", "--skip-bids-validation", "-w", root / "work"]
+        args += ["--train", "--epochs", "30", "--patience", "30", "--batch-size", "16"]
+        args += ["--model-grid", "20", "22", "12", "--no-baselines", "--nprocs", "2"]
+        assert main([str(a) for a in args]) == 0
+
+    root = built_once(tmp_path_factory, "lrp-sim", build)
     table, rows = defaultdict(float), []
     path = root / "out/sub-05/eeg/sub-05_task-rest_desc-lrp_relevance.tsv"  # held out
     with open(path, newline="", encoding="utf-8") as handle:

@@ -229,3 +229,70 @@ def test_too_few_epochs_for_a_template():
         mr_gradient.epoch_grid(np.array([100, 300, 500]), n_times=1000)
     with pytest.raises(mr_gradient.GradientError, match="outside the recording"):
         mr_gradient.epoch_grid(np.array([100, 300, 500, 700, 900]), n_times=800)
+
+
+# --------------------------------------------------------------------------- the whole step
+def _raw(data, sfreq, names):
+    import mne
+
+    info = mne.create_info(list(names), sfreq, ["eeg"] * (len(names) - 1) + ["ecg"])
+    return mne.io.RawArray(data, info, verbose="error")
+
+
+def _recording(scan, heart=None):
+    """The scan's raw EEG plus a flat-ish ECG channel, as an MNE Raw."""
+    rng = np.random.default_rng(1)
+    ecg = 1e-6 * rng.standard_normal(scan["raw"].shape[1])
+    names = [f"E{i}" for i in range(N_CHANNELS)] + ["ECG"]
+    return _raw(np.vstack([scan["raw"], ecg]), SFREQ, names)
+
+
+def _run(raw, markers, **kwargs):
+    from bids_eeg2fmri.signals import mr_correction as mr
+
+    settings = mr.MRSettings(**{"mode": "gradient", **kwargs.pop("settings", {})})
+    return mr.correct_recording(
+        raw,
+        markers=markers,
+        tr=TR,
+        eeg_picks=list(range(N_CHANNELS)),
+        ecg_pick=kwargs.pop("ecg_pick", N_CHANNELS),
+        settings=settings,
+        progress=lambda text: None,
+        **kwargs,
+    )
+
+
+def test_markers_that_do_not_fit_the_artifact_fail(scan):
+    from bids_eeg2fmri.signals.mr_correction import MRArtifactError
+
+    rng = np.random.default_rng(2)
+    jittered = scan["markers"] + rng.integers(-40, 40, scan["markers"].size)  # +-20 ms
+    with pytest.raises(MRArtifactError, match="not locked to the volume markers"):
+        _run(_recording(scan), jittered)
+
+
+def test_slice_markers_must_be_regular(scan):
+    from bids_eeg2fmri.signals.mr_correction import MRArtifactError
+
+    slices = np.sort(scan["timing"].slice_marker_samples(SFREQ))
+    slices = np.delete(slices, N_SLICES * 5 + 3)  # one slice of the sixth volume lost
+    with pytest.raises(MRArtifactError, match=r"volume 6 \(marker at sample \d+\) has 15 slice"):
+        _run(_recording(scan), scan["markers"], slice_markers=slices)
+
+
+def test_a_short_run_warns_and_none_refuses(scan):
+    from bids_eeg2fmri.signals.mr_correction import MRArtifactError
+
+    result = _run(_recording(scan), scan["markers"], settings={"window": 80})
+    assert any("shorter than the template window" in w for w in result.warnings)
+    assert result.gradient["corrected"] and not result.pulse["corrected"]
+    with pytest.raises(MRArtifactError, match="pass --mr-correction auto"):
+        _run(_recording(scan), scan["markers"], settings={"mode": "none"})
+    clean = _raw(
+        np.vstack([scan["clean"], scan["clean"][:1]]), SFREQ, [*map(str, range(N_CHANNELS)), "ECG"]
+    )
+    result = _run(clean, scan["markers"], settings={"mode": "auto"})
+    assert not result.corrected and not result.gradient["detected"]
+    with pytest.raises(MRArtifactError, match="needs an ECG channel"):
+        _run(_recording(scan), scan["markers"], ecg_pick=None, settings={"mode": "gradient+pulse"})

@@ -16,8 +16,6 @@ from conftest import TINY, TRAIN, cli
 from bids_eeg2fmri.simulate.generator import SimulationConfig
 from bids_eeg2fmri.simulate.writer import simulate_dataset
 
-pytestmark = pytest.mark.xdist_group("trained")
-
 
 def read_tsv(path: Path) -> list[dict]:
     with open(path, newline="") as handle:

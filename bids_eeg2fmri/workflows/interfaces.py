@@ -91,8 +91,8 @@ class VolumeTiming(SimpleInterface):
             mk.check_coverage(timing, eeg_duration=duration)
         except mk.MarkerError as err:
             raise _named(err, inputs.eeg_file) from None
-        for note in timing.repairs:
-            LOGGER.info("%s: %s", Path(inputs.eeg_file).name, note)
+        for note in timing.repairs:  # they change what the model sees: warnings
+            LOGGER.warning("%s: %s", Path(inputs.eeg_file).name, note)
         out = Path(runtime.cwd) / "timing.npz"
         np.savez(
             out,
