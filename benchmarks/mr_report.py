@@ -168,8 +168,9 @@ def section(results: dict) -> list[str]:
             f"MNE's `remove_fmri_gradient_artifact` on the {theirs['eeg_seconds'] / 60:.0f}-minute "
             f"run: {theirs['seconds']:.0f} s ({per_hour:.0f} s per hour), `apply_pca_obs` "
             f"{theirs['pulse_seconds']:.0f} s more, peak RSS "
-            f"{theirs['process']['peak_rss_mb'] / 1024:.2f} GB for the 10 minutes (the "
-            "recording preloaded and copied: an hour would need about six times that)."
+            f"{theirs['process']['peak_rss_mb'] / 1024:.2f} GB for the "
+            f"{theirs['eeg_seconds'] / 60:.0f} minutes (the recording preloaded and copied: "
+            f"an hour would need about {3600 / theirs['eeg_seconds']:.0f} times that)."
         )
     down = mr.get("downstream", {})
     if "raw" in down and "clean" in down:

@@ -198,17 +198,16 @@ def correct_recording(
 
     ratio = resampling_ratio(sfreq, settings.sfreq)
     out_sfreq = sfreq * ratio.numerator / ratio.denominator
+    # the probe, downsampled as the output, less a second at each end (the filter's edges)
+    n_probe = probe.shape[1] * ratio.numerator // ratio.denominator
+    trim = max(1, min(int(round(out_sfreq)), n_probe // 4))
+    before = downsample(probe, ratio)[:, trim:-trim].astype(np.float32)
+    offset = int(round(probe_start * ratio.numerator / ratio.denominator)) + trim
+    del probe
     example = raw.ch_names.index(gradient["reference_channels"][0]) if plan else None
     result = _stream(raw, plan, ratio, settings, clean=clean, say=say, example=example)
     result.sfreq, result.gradient = out_sfreq, gradient
-    # the probe, downsampled alike, less a second at each end (the filter's edges)
-    trim = max(
-        1, min(int(round(out_sfreq)), probe.shape[1] * ratio.numerator // ratio.denominator // 4)
-    )
-    result.qc["before"] = downsample(probe, ratio)[:, trim:-trim].astype(np.float32)
-    offset = int(round(probe_start * ratio.numerator / ratio.denominator)) + trim
-    result.qc["probe"] = slice(offset, offset + result.qc["before"].shape[1])
-    del probe
+    result.qc["before"], result.qc["probe"] = before, slice(offset, offset + before.shape[1])
     span = _scan_span(markers, plan, tr, sfreq, out_sfreq, result.data.shape[1])
     result.warnings = notes
     result.pulse = _pulse_step(result, eeg_picks, ecg_pick, settings, span)
