@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -456,3 +457,39 @@ def test_bids_database_dir_is_reused(sim_dataset, tmp_path, capsys):
     first, second = sorted(logs, key=os.path.getmtime)
     assert "Building the pybids index" in first.read_text()
     assert "Reusing the pybids index" in second.read_text()
+
+
+# --------------------------------------------------------------------------- quiet TensorFlow
+def test_tensorflow_loads_without_its_cpp_lines_unless_verbose():
+    code = (
+        "import logging, sys\n"
+        "log = logging.getLogger('bids_eeg2fmri')\n"
+        "log.setLevel(logging.DEBUG)\n"
+        "log.addHandler(logging.StreamHandler(sys.stdout))\n"
+        "from bids_eeg2fmri.models.runtime import load_tensorflow\n"
+        "load_tensorflow(verbose=False)\n"
+        "import tensorflow as tf\n"
+        "tf.zeros(1) + 1\n"  # the first op (device set-up: cuInit errors without a GPU)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    quiet = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert quiet.stderr == ""
+    # what TensorFlow printed while loading is in the log, not lost
+    lines = quiet.stdout.splitlines()
+    assert lines and all(line.startswith("TensorFlow: ") for line in lines), lines
+
+
+def test_quiet_tensorflow_gives_other_lines_back(capsys, caplog):
+    from bids_eeg2fmri.models.runtime import _replay
+
+    caplog.set_level(logging.DEBUG, logger="bids_eeg2fmri")
+    _replay(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796437600.921596    9324 port.cc:153] oneDNN custom operations are on.\n"
+        "E0000 00:00:1796437528.117592    9125 cuda_platform.cc:52] failed call to cuInit\n"
+        "something else the user must see\n"
+    )
+    assert capsys.readouterr().err == "something else the user must see\n"
+    assert sum("TensorFlow: " in r.getMessage() for r in caplog.records) == 3

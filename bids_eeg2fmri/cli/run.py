@@ -316,20 +316,13 @@ def _preprocess(config, layout, selection) -> None:
         verbose=config.execution.verbose > 0,
     )
     if failures:
-        for failure in failures:
-            LOGGER.error(
-                "%s failed: %s (crash report: %s)",
-                failure.node,
-                failure.message,
-                failure.crash_file,
-            )
+        # the first failure is the error line; the others are logged (each once)
+        for failure in failures[1:]:
+            LOGGER.error("%s (crash report: %s)", failure.message, failure.crash_file)
         first = failures[0]
-        data_errors = {"MarkerError", "EEGError", "BoldError", "DataError", "MRArtifactError"}
-        error = DataError if all(f.error in data_errors for f in failures) else Eeg2FmriError
-        raise error(
-            f"{len(failures)} step(s) failed; first: {first.message} (crash report: "
-            f"{first.crash_file})"
-        )
+        error = DataError if all(f.data_error for f in failures) else Eeg2FmriError
+        others = f" ({len(failures) - 1} more step(s) failed: above)" if failures[1:] else ""
+        raise error(f"{first.message} (crash report: {first.crash_file}){others}")
     restore_volume_events(
         pairs,
         work_dir=config.execution.work_dir,
@@ -364,9 +357,10 @@ def _read_card(model: Path) -> dict:
 
 def _model_steps(config, pairs) -> None:
     """Train and/or apply the synthesizer on the cached arrays (TensorFlow from here on)."""
-    if not config.execution.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     from bids_eeg2fmri.errors import DataError
+    from bids_eeg2fmri.models.runtime import load_tensorflow
+
+    load_tensorflow(verbose=bool(config.execution.verbose))  # its C++ lines only with -v
     from bids_eeg2fmri.workflows import modeling
 
     runs = modeling.collect_runs(pairs, config.execution.work_dir)
