@@ -361,8 +361,16 @@ def test_stop_on_first_crash(sim_copy, tmp_path, capsys):
     assert code == 65
     crashes = list((tmp_path / "out").glob("sub-*/log/*/crash-*.txt"))
     assert len(crashes) == 1  # the run stopped at the first
-    code, errors = participant(sim_copy, tmp_path, capsys, out="all", work="work2")
-    assert code == 65 and "error: 2 step(s) failed" in errors[0]
+    from bids_eeg2fmri.cli.run import main
+
+    code = main([str(sim_copy), str(tmp_path / "all"), "participant", "--skip-bids-validation",
+                 "-w", str(tmp_path / "work2"), "--nprocs", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("bids-eeg2fmri: error:")]
+    assert code == 65 and len(errors) == 1 and "(1 more step(s) failed: above)" in errors[0]
+    # each failure's message once on stderr: the first in the error line, the other logged
+    for name in ("sub-01_task-rest_eeg", "sub-02_task-rest_bold"):
+        assert sum(name in line and "crash report" in line for line in err.splitlines()) == 1, err
 
 
 def test_a_bold_filter_that_excludes_every_bold_leaves_eeg_only_runs(sim_dataset, tmp_path, capsys):

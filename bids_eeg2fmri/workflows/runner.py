@@ -18,9 +18,23 @@ class NodeFailure:
     """A node that crashed: its name, the exception's class and one-line message."""
 
     node: str
-    error: str
+    error: str  # qualified, as the crash report gives it
     message: str
     crash_file: Path
+
+    @property
+    def data_error(self) -> bool:
+        """Whether the exception is one of the app's data errors (exit 65)."""
+        import importlib
+
+        from bids_eeg2fmri.errors import DataError
+
+        module, _, name = self.error.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name) if module else None
+        except ImportError:
+            return False
+        return isinstance(cls, type) and issubclass(cls, DataError)
 
 
 def run_workflow(
@@ -110,9 +124,5 @@ def collect_failures(crash_root: Path, *, since: float) -> list[NodeFailure]:
             if match:
                 error, message = match.groups()
                 break
-        failures.append(
-            NodeFailure(
-                node.group(1) if node else crash.stem, error.rsplit(".", 1)[-1], message, crash
-            )
-        )
+        failures.append(NodeFailure(node.group(1) if node else crash.stem, error, message, crash))
     return failures
