@@ -32,6 +32,13 @@ def _markers(raw, description: str) -> np.ndarray:
     )
 
 
+def _eeg_picks(raw) -> list[int]:
+    """The EEG channels (the simulator's ECG is typed EEG in the BrainVision header)."""
+    return [
+        i for i, t in enumerate(raw.get_channel_types()) if t == "eeg" and raw.ch_names[i] != "ECG"
+    ]
+
+
 def _bold_meta(vhdr: Path) -> dict:
     stem = vhdr.name.rsplit("_eeg", 1)[0]
     path = vhdr.parent.parent / "func" / f"{stem}_bold.json"
@@ -77,9 +84,7 @@ def ours(args) -> dict:
     clean = mne.io.read_raw_brainvision(args.clean, verbose="error") if args.clean else None
     meta = _bold_meta(Path(args.raw))
     tr = float(meta.get("RepetitionTime", args.tr))
-    eeg = [
-        i for i, t in enumerate(raw.get_channel_types()) if t == "eeg" and raw.ch_names[i] != "ECG"
-    ]
+    eeg = _eeg_picks(raw)
     ecg = raw.ch_names.index("ECG") if "ECG" in raw.ch_names else None
     slices = _markers(raw, SLICE_MARKER) if args.slices else None
     start = time.perf_counter()
@@ -122,9 +127,7 @@ def mne_yardstick(args) -> dict:
     clean = mne.io.read_raw_brainvision(args.clean, preload=True, verbose="error")
     meta = _bold_meta(Path(args.raw))
     tr, sfreq = float(meta.get("RepetitionTime", args.tr)), raw.info["sfreq"]
-    eeg = [
-        i for i, t in enumerate(raw.get_channel_types()) if t == "eeg" and raw.ch_names[i] != "ECG"
-    ]
+    eeg = _eeg_picks(raw)
     markers = _markers(raw, MARKER)
     start = time.perf_counter()
     mne.preprocessing.remove_fmri_gradient_artifact(
