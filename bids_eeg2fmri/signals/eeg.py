@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.errors import DataError
+from bids_eeg2fmri.bidsio.eeg_checks import EEGError, check_brainvision, read_or_fail
 
 LOGGER = logging.getLogger(__name__)
 
@@ -23,10 +23,6 @@ NON_EEG_NAME = re.compile(
 )
 
 
-class EEGError(DataError, ValueError):
-    """The EEG recording cannot be used (the message names the problem)."""
-
-
 def read_raw(path: Path, *, preload: bool = True):
     """Read an EEG recording (BrainVision, EDF, BDF or EEGLAB) with MNE.
 
@@ -34,12 +30,13 @@ def read_raw(path: Path, *, preload: bool = True):
     ``events.tsv``, losing markers that only the data file holds).
 
     With ``preload`` (the default) the samples are read; without, only the header and
-    annotations are.
+    annotations are. BrainVision files are checked first (``eeg_checks.check_brainvision``);
+    MNE's warnings that matter are logged as WARNINGs naming the file.
 
     Raises
     ------
     EEGError
-        Unreadable, truncated, or with a missing data file.
+        Unreadable, truncated, inconsistent, or with a missing data file.
     """
     import mne
 
@@ -51,40 +48,13 @@ def read_raw(path: Path, *, preload: bool = True):
         ".set": mne.io.read_raw_eeglab,
     }
     if path.suffix not in readers:
-        raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)})")
+        raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)} expected)")
     if path.suffix == ".vhdr":
-        _check_brainvision_files(path)
-    try:
-        raw = readers[path.suffix](path, preload=preload, verbose="error")
-    except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
-        raise EEGError(f"{path}: cannot read the EEG ({type(err).__name__}: {err})") from None
+        check_brainvision(path)
+    raw = read_or_fail(readers[path.suffix], path, preload=preload)
     if raw.n_times == 0:
-        raise EEGError(f"{path}: the recording holds no samples")
+        raise EEGError(f"{path}: the recording holds no samples (at least one expected)")
     return raw
-
-
-def _check_brainvision_files(vhdr: Path) -> None:
-    """The header's data file must exist; a marker file naming another one gets a warning."""
-    header = _ini_value(vhdr, "DataFile")
-    if header is None or not (vhdr.parent / header).is_file():
-        raise EEGError(f"{vhdr}: its data file {header!r} is missing")
-    marker_file = _ini_value(vhdr, "MarkerFile")
-    if marker_file and (vhdr.parent / marker_file).is_file():
-        named = _ini_value(vhdr.parent / marker_file, "DataFile")
-        if named and named != header:
-            LOGGER.warning(
-                "%s names data file %r but its header %s names %r: using the header's",
-                marker_file,
-                named,
-                vhdr.name,
-                header,
-            )
-
-
-def _ini_value(path: Path, key: str) -> str | None:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    match = re.search(rf"^{key}=(.*)$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else None
 
 
 def read_channel_types(path: Path) -> dict[str, str] | None:
