@@ -103,6 +103,67 @@ def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=N
     return chosen
 
 
+#: Longest stretch (s) of a recording the flatness check reads, from its middle.
+FLAT_CHECK_SECONDS = 120.0
+#: Standard deviation (V) below which a channel is flat.
+FLAT_STD = 1e-12
+
+
+def flat_rows(data: np.ndarray, *, tol: float = FLAT_STD) -> np.ndarray:
+    """Which rows of ``data`` are flat: exactly constant, or with a standard deviation
+    below ``tol + 1e-6 * |mean|`` (the second term allows for the float rounding of a
+    constant offset).
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_channels, n_times), volts
+
+    Returns
+    -------
+    flat : ndarray of bool, shape (n_channels,)
+    """
+    data = np.asarray(data, dtype=float)
+    if data.shape[1] == 0:
+        return np.ones(data.shape[0], dtype=bool)
+    spread = data.std(axis=1)
+    return (np.ptp(data, axis=1) == 0) | (spread < tol + 1e-6 * np.abs(data.mean(axis=1)))
+
+
+def flat_channels(
+    raw, names: Sequence[str], *, label: str, seconds: float = FLAT_CHECK_SECONDS
+) -> list[str]:
+    """The flat channels among the EEG channels ``names``, judged on at most ``seconds``
+    from the middle of the recording (recordings can hold gigabytes).
+
+    ``label`` names the recording in the error. A few flat channels are returned for the
+    caller to treat as missing; more than half flat make the run an error.
+
+    Raises
+    ------
+    EEGError
+        All, or more than half, of ``names`` are flat.
+    """
+    names = list(names)
+    if not names:
+        return []
+    sfreq = float(raw.info["sfreq"])
+    length = min(raw.n_times, max(1, int(round(seconds * sfreq))))
+    start = (raw.n_times - length) // 2
+    data = raw.get_data(picks=names, start=start, stop=start + length)
+    flat = [name for name, is_flat in zip(names, flat_rows(data), strict=True) if is_flat]
+    span = f"constant over {start / sfreq:.0f}-{(start + length) / sfreq:.0f} s"
+    if len(flat) == len(names):
+        raise EEGError(
+            f"{label}: all {len(names)} EEG channels are flat ({span}; EEG that varies expected)"
+        )
+    if 2 * len(flat) > len(names):
+        raise EEGError(
+            f"{label}: {len(flat)} of {len(names)} EEG channels are flat ({', '.join(flat)}: "
+            f"{span}; at most half of them flat expected, so that the others can stand in)"
+        )
+    return flat
+
+
 def model_channel_data(
     raw, eeg_names: Sequence[str], model_channels: Sequence[str], *, min_fraction: float = 0.75
 ) -> tuple[np.ndarray, list[str]]:
