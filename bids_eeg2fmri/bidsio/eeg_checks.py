@@ -179,11 +179,28 @@ def mne_warnings(path: Path) -> Iterator[None]:
     """Run an MNE reader with its warnings caught; those that matter are logged (once)
     as ``<file>: MNE: <its warning>``. The reader must be called with
     ``verbose="warning"`` (with ``"error"`` MNE does not emit them)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
+    mne_logger = logging.getLogger("mne")  # it would also print them, unnamed, to stdout
+    mute = _LevelFilter(logging.WARNING)
+    mne_logger.addFilter(mute)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        mne_logger.removeFilter(mute)
     for message in relevant_mne_warnings([str(w.message) for w in caught]):
         warn_once(f"{path}: read by MNE, which warns: {message}")
+
+
+class _LevelFilter(logging.Filter):
+    """Drops the records of one level."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != self.level
 
 
 def relevant_mne_warnings(messages: list[str]) -> list[str]:
