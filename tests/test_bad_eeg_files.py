@@ -123,6 +123,21 @@ def test_missing_data_or_marker_file(tmp_path, caplog):
         eeg_mod.read_raw(vhdr)
 
 
+def test_stale_file_names_after_a_rename(tmp_path, caplog):
+    vhdr = _vhdr(tmp_path)
+    vhdr.write_text(vhdr.read_text().replace("=x_eeg.", "=old_eeg."))  # names before a rename
+    (tmp_path / "x_eeg.vmrk").write_text("Brain Vision Data Exchange Marker File, Version 1.0\n")
+    with pytest.raises(eeg_mod.EEGError, match=r"x_eeg.eeg is beside it: correct DataFile="):
+        eeg_checks.check_brainvision(vhdr)
+    vhdr.write_text(vhdr.read_text().replace("DataFile=old_eeg.", "DataFile=x_eeg."))
+    with caplog.at_level(logging.WARNING, logger="bids_eeg2fmri"):
+        eeg_checks.check_brainvision(vhdr)  # MNE reads the sibling marker file: so do we
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}/old_eeg.vmrk: missing (named by x_eeg.vhdr): the markers of x_eeg.vmrk "
+        "beside it are read instead"
+    ]
+
+
 def test_a_header_for_fewer_channels_than_written_stops_the_run(bids, tmp_path, capsys):
     vhdr = bids / EEG_DIR / f"{RUN}_eeg.vhdr"
     text = vhdr.read_text(encoding="utf-8")  # 9 channels written, 8 declared and listed

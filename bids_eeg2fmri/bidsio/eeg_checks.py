@@ -104,9 +104,11 @@ def check_brainvision(vhdr: Path) -> None:
     if data is None:
         raise EEGError(f"{vhdr}: no DataFile in the header (the name of its binary data file)")
     if not data.is_file():
+        sibling = Path(vhdr).with_suffix(".eeg")
+        hint = f"; {sibling.name} is beside it: correct DataFile=" if sibling.is_file() else ""
         raise EEGError(
             f"{vhdr}: its data file {data.name!r} is missing (expected at {data}, as the "
-            "header's DataFile says)"
+            f"header's DataFile says{hint})"
         )
     _check_channel_count(header, data)
     _check_marker_file(header, data)
@@ -145,6 +147,13 @@ def _check_marker_file(header: BrainVisionHeader, data: Path) -> None:
     if markers is None:
         return
     if not markers.is_file():
+        sibling = vhdr.with_suffix(".vmrk")
+        if sibling.is_file():  # a stale name (after a rename): MNE reads the sibling
+            warn_once(
+                f"{markers}: missing (named by {vhdr.name}): the markers of {sibling.name} "
+                "beside it are read instead"
+            )
+            return
         events = bids_events_tsv(vhdr)
         if events is None:
             raise EEGError(
