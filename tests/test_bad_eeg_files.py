@@ -257,6 +257,26 @@ def test_unreadable_files_are_one_data_error_naming_them(tmp_path, exported, ext
     assert "\n" not in str(info.value) and info.value.exit_code == 65
 
 
+def test_a_short_fdt_is_found_before_its_samples_are_read(tmp_path, exported):
+    from scipy.io import loadmat, savemat
+
+    path = tmp_path / "w_eeg.set"
+    path.write_bytes(exported[".set"])
+    fields = {k: v for k, v in loadmat(path, appendmat=False).items() if not k.startswith("__")}
+    samples = fields["data"].astype("<f4")  # (4 channels, 2500 samples), channels fastest
+    fields["data"] = np.array(["w_eeg.fdt"])
+    savemat(path, fields, appendmat=False)
+    samples.T.tofile(tmp_path / "w_eeg.fdt")
+    assert eeg_mod.read_raw(path, preload=False).get_data().shape == (4, 2500)
+    (tmp_path / "w_eeg.fdt").write_bytes(samples.T.tobytes()[:20000])
+    with pytest.raises(
+        eeg_mod.EEGError,
+        match=rf"^{path}: its data file w_eeg.fdt holds 20000 bytes, fewer than its 4 channels x "
+        r"2500 samples \(x 4 bytes = 40000 bytes expected",
+    ):
+        eeg_mod.read_raw(path, preload=False)  # MNE would fail only in get_data()
+
+
 def test_mne_warnings_that_matter_are_logged_naming_the_file(tmp_path, exported, caplog):
     path = tmp_path / "z_eeg.edf"
     path.write_bytes(exported[".edf"][: len(exported[".edf"]) * 2 // 3])

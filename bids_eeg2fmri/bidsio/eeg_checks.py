@@ -173,6 +173,29 @@ def _check_marker_file(header: BrainVisionHeader, data: Path) -> None:
         )
 
 
+def check_eeglab_data(raw, path: Path) -> None:
+    """An EEGLAB recording whose samples are in a separate ``.fdt`` (float32, read only
+    when needed) must hold all of them: MNE finds a short one only when it reads it.
+
+    Raises
+    ------
+    EEGError
+        The ``.fdt`` is shorter than the header's channels x samples.
+    """
+    data = Path(raw.filenames[0]) if raw.filenames and raw.filenames[0] else None
+    if data is None or data.suffix.lower() != ".fdt":
+        return  # the samples are inside the .set: MNE has read them
+    n_channels = int(raw.info["nchan"])
+    expected = n_channels * raw.n_times * 4
+    size = data.stat().st_size
+    if size < expected:
+        raise EEGError(
+            f"{path}: its data file {data.name} holds {size} bytes, fewer than its "
+            f"{n_channels} channels x {raw.n_times} samples (x 4 bytes = {expected} bytes "
+            "expected: a truncated or wrong .fdt)"
+        )
+
+
 def bids_events_tsv(eeg: Path) -> Path | None:
     """The ``_events.tsv`` beside a BIDS ``..._eeg.<ext>`` recording, if there is one."""
     stem = Path(eeg).name.rsplit(".", 1)[0]

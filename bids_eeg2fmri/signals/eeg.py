@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.bidsio.eeg_checks import EEGError, check_brainvision, read_or_fail
+from bids_eeg2fmri.bidsio.eeg_checks import (
+    EEGError,
+    check_brainvision,
+    check_eeglab_data,
+    read_or_fail,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ def read_raw(path: Path, *, preload: bool = True):
     if path.suffix == ".vhdr":
         check_brainvision(path)
     raw = read_or_fail(readers[path.suffix], path, preload=preload)
+    if path.suffix == ".set" and not preload:
+        check_eeglab_data(raw, path)
     if raw.n_times == 0:
         raise EEGError(f"{path}: the recording holds no samples (at least one expected)")
     return raw
