@@ -7,6 +7,7 @@ simulated dataset (input unchanged, no derivatives of the failed run).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -275,6 +276,17 @@ def test_a_short_fdt_is_found_before_its_samples_are_read(tmp_path, exported):
         r"2500 samples \(x 4 bytes = 40000 bytes expected",
     ):
         eeg_mod.read_raw(path, preload=False)  # MNE would fail only in get_data()
+
+
+def test_a_garbled_edf_stops_the_run(tmp_path, capsys):
+    config = dataclasses.replace(ONE_RUN, eeg_format="edf", n_volumes=20)
+    bids = simulate_dataset(config, tmp_path / "ds")
+    edf = bids / EEG_DIR / f"{RUN}_eeg.edf"
+    whole = edf.read_bytes()
+    edf.write_bytes(whole[:256] + np.random.default_rng(4).bytes(len(whole) - 256))
+    code, errors, _ = _run(bids, tmp_path, capsys)
+    _assert_failed_without_outputs(code, errors, tmp_path / "out", f"{RUN}_eeg.edf")
+    assert f"{edf}: cannot read the EEG: " in errors[0]
 
 
 def test_mne_warnings_that_matter_are_logged_naming_the_file(tmp_path, exported, caplog):
