@@ -304,6 +304,7 @@ def test_mne_warnings_that_matter_are_logged_naming_the_file(tmp_path, exported,
         [
             "Channels contain different highpass filters. Highest filter setting will be stored.",
             "MarkerFile 'x.vmrk' not found; no annotations.",
+            "Invalid measurement date encountered in the header.",
             "Online software filter detected. Using software filter settings and ignoring "
             "hardware values",
             "Channel names are not unique, found duplicates for: {'x'}.",

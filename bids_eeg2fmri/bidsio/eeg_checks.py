@@ -23,10 +23,12 @@ LOGGER = logging.getLogger("bids_eeg2fmri.signals.eeg")
 #: Bytes per value of the BrainVision binary formats.
 BINARY_BYTES = {"INT_16": 2, "UINT_16": 2, "INT_32": 4, "IEEE_FLOAT_32": 4}
 
-#: MNE warnings not worth a line: acquisition settings that do not change the samples.
+#: MNE warnings not worth a line: filter settings and (often de-identified) subject or
+#: date fields of the header, which do not change the samples.
 BENIGN_MNE_WARNINGS = re.compile(
     r"contain different (?:high|low)pass filters|Online software filter detected|"
-    r"highpass cutoff frequency .* is not|lowpass cutoff frequency .* is not",
+    r"Highpass cutoff frequency .* is greater than lowpass|Invalid patient information|"
+    r"Invalid measurement date",
     re.IGNORECASE,
 )
 #: MNE warnings this module replaces with its own wording (or its own error).
