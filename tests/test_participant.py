@@ -196,7 +196,10 @@ def _remove_markers(bids: Path, keep) -> None:
 
 def _truncate_eeg(bids):
     data = bids / "sub-02/eeg/sub-02_task-rest_eeg.eeg"
-    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    header = data.with_suffix(".vhdr").read_text(encoding="utf-8")
+    frame = 4 * int(header.split("NumberOfChannels=")[1].split()[0])  # float32 samples
+    keep = data.stat().st_size // 3  # whole samples (a partial one is a header error)
+    data.write_bytes(data.read_bytes()[: keep - keep % frame])
 
 
 def _garble_header(bids):

@@ -286,14 +286,19 @@ def _preprocess(config, layout, selection) -> None:
             model_grid=tuple(card["grid"]),
         )
     channels = list(settings.channels)
+    unreadable: list[EEGError] = []
     for pair in [] if channels else pairs:  # default: the first readable recording's
         try:
             channels = recording_eeg_channels(pair.eeg, pair.channels_tsv)
         except EEGError as err:
-            LOGGER.warning("%s", err)
+            unreadable.append(err)
             continue
         LOGGER.info("Model channels: the %d EEG channels of %s", len(channels), pair.eeg.name)
         break
+    if not channels and len(unreadable) == 1:  # its own line names the file and the problem
+        raise unreadable[0]
+    for err in unreadable:
+        LOGGER.warning("%s", err)
     if not channels:
         raise DataError("no selected EEG recording can be read (see the warnings above)")
     wf = init_participant_wf(

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.errors import DataError
+from bids_eeg2fmri.bidsio.eeg_checks import (
+    EEGError,
+    check_brainvision,
+    check_eeglab_data,
+    read_or_fail,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -23,10 +28,6 @@ NON_EEG_NAME = re.compile(
 )
 
 
-class EEGError(DataError, ValueError):
-    """The EEG recording cannot be used (the message names the problem)."""
-
-
 def read_raw(path: Path, *, preload: bool = True):
     """Read an EEG recording (BrainVision, EDF, BDF or EEGLAB) with MNE.
 
@@ -34,12 +35,13 @@ def read_raw(path: Path, *, preload: bool = True):
     ``events.tsv``, losing markers that only the data file holds).
 
     With ``preload`` (the default) the samples are read; without, only the header and
-    annotations are.
+    annotations are. BrainVision files are checked first (``eeg_checks.check_brainvision``);
+    MNE's warnings that matter are logged as WARNINGs naming the file.
 
     Raises
     ------
     EEGError
-        Unreadable, truncated, or with a missing data file.
+        Unreadable, truncated, inconsistent, or with a missing data file.
     """
     import mne
 
@@ -51,40 +53,15 @@ def read_raw(path: Path, *, preload: bool = True):
         ".set": mne.io.read_raw_eeglab,
     }
     if path.suffix not in readers:
-        raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)})")
+        raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)} expected)")
     if path.suffix == ".vhdr":
-        _check_brainvision_files(path)
-    try:
-        raw = readers[path.suffix](path, preload=preload, verbose="error")
-    except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
-        raise EEGError(f"{path}: cannot read the EEG ({type(err).__name__}: {err})") from None
+        check_brainvision(path)
+    raw = read_or_fail(readers[path.suffix], path, preload=preload)
+    if path.suffix == ".set" and not preload:
+        check_eeglab_data(raw, path)
     if raw.n_times == 0:
-        raise EEGError(f"{path}: the recording holds no samples")
+        raise EEGError(f"{path}: the recording holds no samples (at least one expected)")
     return raw
-
-
-def _check_brainvision_files(vhdr: Path) -> None:
-    """The header's data file must exist; a marker file naming another one gets a warning."""
-    header = _ini_value(vhdr, "DataFile")
-    if header is None or not (vhdr.parent / header).is_file():
-        raise EEGError(f"{vhdr}: its data file {header!r} is missing")
-    marker_file = _ini_value(vhdr, "MarkerFile")
-    if marker_file and (vhdr.parent / marker_file).is_file():
-        named = _ini_value(vhdr.parent / marker_file, "DataFile")
-        if named and named != header:
-            LOGGER.warning(
-                "%s names data file %r but its header %s names %r: using the header's",
-                marker_file,
-                named,
-                vhdr.name,
-                header,
-            )
-
-
-def _ini_value(path: Path, key: str) -> str | None:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    match = re.search(rf"^{key}=(.*)$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else None
 
 
 def read_channel_types(path: Path) -> dict[str, str] | None:
@@ -131,6 +108,67 @@ def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=N
         if is_eeg:
             chosen.append(name)
     return chosen
+
+
+#: Longest stretch (s) of a recording the flatness check reads, from its middle.
+FLAT_CHECK_SECONDS = 120.0
+#: Standard deviation (V) below which a channel is flat.
+FLAT_STD = 1e-12
+
+
+def flat_rows(data: np.ndarray, *, tol: float = FLAT_STD) -> np.ndarray:
+    """Which rows of ``data`` are flat: exactly constant, or with a standard deviation
+    below ``tol + 1e-6 * |mean|`` (the second term allows for the float rounding of a
+    constant offset).
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_channels, n_times), volts
+
+    Returns
+    -------
+    flat : ndarray of bool, shape (n_channels,)
+    """
+    data = np.asarray(data, dtype=float)
+    if data.shape[1] == 0:
+        return np.ones(data.shape[0], dtype=bool)
+    spread = data.std(axis=1)
+    return (np.ptp(data, axis=1) == 0) | (spread < tol + 1e-6 * np.abs(data.mean(axis=1)))
+
+
+def flat_channels(
+    raw, names: Sequence[str], *, label: str, seconds: float = FLAT_CHECK_SECONDS
+) -> list[str]:
+    """The flat channels among the EEG channels ``names``, judged on at most ``seconds``
+    from the middle of the recording (recordings can hold gigabytes).
+
+    ``label`` names the recording in the error. A few flat channels are returned for the
+    caller to treat as missing; more than half flat make the run an error.
+
+    Raises
+    ------
+    EEGError
+        All, or more than half, of ``names`` are flat.
+    """
+    names = list(names)
+    if not names:
+        return []
+    sfreq = float(raw.info["sfreq"])
+    length = min(raw.n_times, max(1, int(round(seconds * sfreq))))
+    start = (raw.n_times - length) // 2
+    data = raw.get_data(picks=names, start=start, stop=start + length)
+    flat = [name for name, is_flat in zip(names, flat_rows(data), strict=True) if is_flat]
+    span = f"constant over {start / sfreq:.0f}-{(start + length) / sfreq:.0f} s"
+    if len(flat) == len(names):
+        raise EEGError(
+            f"{label}: all {len(names)} EEG channels are flat ({span}; EEG that varies expected)"
+        )
+    if 2 * len(flat) > len(names):
+        raise EEGError(
+            f"{label}: {len(flat)} of {len(names)} EEG channels are flat ({', '.join(flat)}: "
+            f"{span}; at most half of them flat expected, so that the others can stand in)"
+        )
+    return flat
 
 
 def model_channel_data(

@@ -131,6 +131,7 @@ class VolumeTiming(SimpleInterface):
 # ----------------------------------------------------------------------------- features
 class _EEGFeaturesInputSpec(BaseInterfaceInputSpec):
     eeg_file = File(exists=True, mandatory=True, desc="EEG recording")
+    source_file = File(exists=True, desc="the run's EEG in BIDS_DIR (named in messages)")
     channels_tsv = File(exists=True, desc="the recording's _channels.tsv (channel types)")
     timing = File(exists=True, mandatory=True, desc="output of VolumeTiming")
     channels = traits.List(traits.Str, mandatory=True, desc="the model's EEG channels, in order")
@@ -170,6 +171,21 @@ class EEGFeatures(SimpleInterface):
                 else None
             )
             names = eeg_mod.eeg_channels(raw.ch_names, raw.get_channel_types(), tsv)
+        except eeg_mod.EEGError as err:
+            raise _named(err, inputs.eeg_file) from None
+        source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
+        flat = eeg_mod.flat_channels(raw, names, label=str(source))  # the error names it
+        if flat:
+            LOGGER.warning(
+                "%s: %d of %d EEG channels are flat (%s): treated as missing channels, "
+                "left out of the features (the model's among them are interpolated)",
+                source,
+                len(flat),
+                len(names),
+                ", ".join(flat),
+            )
+            names = [n for n in names if n not in flat]
+        try:
             data, interpolated = eeg_mod.model_channel_data(
                 raw, names, inputs.channels, min_fraction=inputs.min_channel_fraction
             )
@@ -200,6 +216,7 @@ class EEGFeatures(SimpleInterface):
         info = {
             "channels": list(inputs.channels),
             "interpolated": interpolated,
+            "flat": flat,
             "frequencies": (bins * sfreq / n_samples).round(6).tolist(),
             "n_windows": inputs.n_windows,
             "window_samples": n_samples,

@@ -128,6 +128,7 @@ def init_run_wf(
         mem_gb=1.0,
     )
     optional[features] = {
+        "source_file": pair.eeg,
         "channels_tsv": pair.channels_tsv,
         "l_freq": workflow.l_freq,
         "h_freq": workflow.h_freq,
