@@ -250,7 +250,11 @@ class PrepareBold(SimpleInterface):
             img = nib.load(inputs.bold_file)
             data = np.asarray(img.dataobj, dtype=np.float32)
         except Exception as err:  # noqa: BLE001 - nibabel raises many types
-            raise bold_mod.BoldError(f"{name}: cannot read the BOLD ({err})") from None
+            reason = (str(err).splitlines() or [type(err).__name__])[0].removesuffix(" from ")
+            raise bold_mod.BoldError(
+                f"{name}: cannot read the BOLD, truncated or corrupt ({reason.strip()}) "
+                "(a complete NIfTI image)"
+            ) from None
         bold_mod.check_bold(data, name=name)
         # the pairing chose the TR (the sidecar's, else the header's) and warned if they differ
         tr = inputs.tr if isdefined(inputs.tr) else None
