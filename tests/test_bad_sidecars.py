@@ -340,7 +340,7 @@ def test_channels_tsv_that_disagrees_with_the_recording(tmp_path, caplog):
     names, kinds = ["Fp1", "Cz", "EKG"], ["eeg", "eeg", "eeg"]
     sidecars.check_channels(path, ch_names=names, ch_types=kinds, recording=tmp_path / "r.vhdr")
     assert "2 row(s) for the 3 channels of r.vhdr" in caplog.text
-    assert "not listed: EKG as not EEG (from the recording)" in caplog.text
+    assert "not listed: EKG as non-EEG (by its name) (from the recording)" in caplog.text
 
 
 def test_events_onsets(tmp_path, caplog):
@@ -395,3 +395,17 @@ def test_flat_bold_is_refused():
         check_bold(data + 7, name="b.nii.gz")
     data[1, 2, 3, 4] = 1.0
     check_bold(data, name="b.nii.gz")
+
+
+def test_eeg_sidecar_values(tmp_path, caplog):
+    eeg = tmp_path / "sub-01" / "eeg" / "sub-01_task-rest_eeg.vhdr"
+    eeg.parent.mkdir(parents=True)
+    sidecar = eeg.with_suffix(".json")
+    sidecar.write_text(json.dumps({"SamplingFrequency": 500, "PowerLineFrequency": "n/a"}))
+    caplog.set_level(logging.WARNING, logger="bids_eeg2fmri")
+    typed = sidecars.check_eeg_sidecar(eeg, tmp_path, sfreq=250.0)
+    assert typed == {"SamplingFrequency": 500.0, "PowerLineFrequency": None}
+    assert f"{sidecar}: SamplingFrequency 500 Hz, but sub-01_task-rest_eeg.vhdr is" in caplog.text
+    (tmp_path / "task-rest_eeg.json").write_text(json.dumps({"EEGChannelCount": -1}))
+    with pytest.raises(DataError, match=r"task-rest_eeg.json: EEGChannelCount is -1 \(an int"):
+        sidecars.check_eeg_sidecar(eeg, tmp_path)

@@ -326,8 +326,6 @@ def check_channels(
     Types are matched by name; the recording's channels the table leaves out get the type
     the app infers from the recording (EEG unless the file or the name says otherwise).
     """
-    from bids_eeg2fmri.signals.eeg import NON_EEG_NAME
-
     table = dict(read_channel_rows(path))
     listed = [name for name in table if name in ch_names]
     missing = [
@@ -335,10 +333,7 @@ def check_channels(
     ]
     unknown = [name for name in table if name not in set(ch_names)]
     if missing or unknown:
-        assumed = ", ".join(
-            f"{name} as {'EEG' if kind == 'eeg' and not NON_EEG_NAME.match(name) else 'not EEG'}"
-            for name, kind in missing[:20]
-        )
+        assumed = ", ".join(f"{name} as {_assumed(name, kind)}" for name, kind in missing[:20])
         LOGGER.warning(
             "%s: %d row(s) for the %d channels of %s; types taken from the %d row(s) that "
             "match by name%s%s",
@@ -358,6 +353,15 @@ def check_channels(
             path,
             Path(recording).name,
         )
+
+
+def _assumed(name: str, kind: str) -> str:
+    """The type the app gives a channel channels.tsv does not list (as ``signals.eeg``)."""
+    from bids_eeg2fmri.signals.eeg import NON_EEG_NAME
+
+    if kind != "eeg":
+        return kind.upper()
+    return "non-EEG (by its name)" if NON_EEG_NAME.match(name) else "EEG"
 
 
 # ----------------------------------------------------------------------------- per run
@@ -398,7 +402,8 @@ def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
             raw = read_raw(pair.eeg, preload=False)
         except EEGError:
             raw = None  # the run's steps say why (and the run fails there)
-        check_eeg_sidecar(pair.eeg, bids_dir, sfreq=raw.info["sfreq"] if raw else None)
+        sfreq = raw.info["sfreq"] if raw is not None and raw_eeg else None
+        check_eeg_sidecar(pair.eeg, bids_dir, sfreq=sfreq)
         if pair.channels_tsv is not None:
             if raw is not None and raw_eeg:
                 check_channels(
