@@ -3,30 +3,58 @@
 from __future__ import annotations
 
 import csv
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_tsv_atomic
+from bids_eeg2fmri.errors import DataError
+
+LOGGER = logging.getLogger(__name__)
 
 
-def read_event_markers(path: Path) -> tuple[list[str], np.ndarray]:
+def read_event_markers(path: Path, *, warn: bool = True) -> tuple[list[str], np.ndarray]:
     """Descriptions and onsets (s) of the rows of an ``_events.tsv``.
 
-    The description is ``trial_type`` when present, else ``value``; rows without a
-    numeric onset are ignored.
+    The description is ``trial_type`` when present, else ``value``; rows whose onset is
+    ``n/a`` are skipped (with a warning that counts them, unless ``warn`` is False: the
+    command line checks every events.tsv before the workflow runs, which reads it again).
+
+    Raises
+    ------
+    DataError
+        No ``onset`` column, or an onset that is neither a number nor ``n/a`` (the file,
+        the column and the first such line are named).
     """
-    descriptions, onsets = [], []
+    descriptions, onsets, n_missing = [], [], 0
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            try:
-                onset = float(row.get("onset", "n/a"))
-            except ValueError:
+        reader = csv.DictReader(handle, delimiter="\t")
+        if "onset" not in (reader.fieldnames or []):
+            raise DataError(
+                f"{path}: no onset column (header: {', '.join(reader.fieldnames or [])}) "
+                "(a tab-separated table whose first column is onset)"
+            )
+        for line, row in enumerate(reader, start=2):
+            text = (row.get("onset") or "").strip()
+            if text == "n/a":
+                n_missing += 1
                 continue
+            try:
+                onset = float(text)
+            except ValueError:
+                onset = math.nan
+            if not math.isfinite(onset):
+                raise DataError(
+                    f"{path}: column onset, line {line}: {text!r} (a number of seconds, or n/a)"
+                )
             label = row.get("trial_type") or row.get("value") or ""
             if label and label != "n/a":
                 descriptions.append(label)
                 onsets.append(onset)
+    if n_missing and warn:
+        LOGGER.warning("%s: %d row(s) with onset n/a: skipped", path, n_missing)
     return descriptions, np.asarray(onsets, float)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +46,13 @@ def index_dataset(bids_dir: Path, database_dir: Path, *, reset: bool):
     """A pybids layout of ``bids_dir`` whose SQLite index lives in ``database_dir``.
 
     The index is never written inside the dataset (users mount it read only).
-    ``reset=False`` reuses an existing index (``--bids-database-dir``).
+    ``reset=False`` reuses an existing index (``--bids-database-dir``). Symbolic links
+    that loop or lead nowhere are left out, with a warning each; JSON files must parse.
+
+    Raises
+    ------
+    DataError
+        A JSON file that is not a JSON object (pybids would fail on it).
     """
     from bids import BIDSLayout, BIDSLayoutIndexer
 
@@ -56,13 +64,77 @@ def index_dataset(bids_dir: Path, database_dir: Path, *, reset: bool):
         bids_dir,
         database_dir,
     )
-    indexer = BIDSLayoutIndexer(validate=False, ignore=[_IGNORED], index_metadata=True)
+    from bids_eeg2fmri.bidsio.sidecars import check_json_files
+
+    bad_links, json_files = scan_dataset(bids_dir)
+    for link, problem in bad_links[:_SHOWN]:
+        LOGGER.warning("%s: a symbolic link that %s: skipped (not indexed)", link, problem)
+    if len(bad_links) > _SHOWN:
+        LOGGER.warning("... and %d more such links: skipped", len(bad_links) - _SHOWN)
+    check_json_files(json_files)
+    ignore = [_IGNORED]
+    if bad_links:
+        names = "|".join(re.escape(link.relative_to(bids_dir).as_posix()) for link, _ in bad_links)
+        ignore.append(re.compile(rf"^/(?:{names})(/|$)"))
+    indexer = BIDSLayoutIndexer(validate=False, ignore=ignore, index_metadata=True)
     return BIDSLayout(
         bids_dir,
         indexer=indexer,
         database_path=database_dir,
         reset_database=not reuse,
     )
+
+
+_SHOWN = 20  # bad links named one by one in the log
+
+
+def scan_dataset(bids_dir: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Walk a dataset as pybids will (ignored folders left out), without following loops.
+
+    Symbolic links are followed only when they resolve to a folder that does not hold the
+    one being walked; the others are returned with what is wrong with them.
+
+    Returns
+    -------
+    bad_links : list of (path, problem)
+        Links that ``loops`` (to itself, or to a folder above it) or that ``leads nowhere``.
+    json_files : list of Path
+        The JSON files pybids will read (through sound links too).
+    """
+    root = Path(bids_dir)
+    bad, json_files = [], []
+    stack = [(root, os.path.realpath(root))]
+    while stack:
+        folder, real = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            LOGGER.warning("%s: cannot be listed (%s): skipped", folder, err.strerror or err)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if _IGNORED.search("/" + path.relative_to(root).as_posix()):
+                continue
+            target = os.path.join(real, entry.name)
+            if entry.is_symlink():
+                try:
+                    target = str(path.resolve(strict=True))
+                except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+                    bad.append((path, "loops"))
+                    continue
+                except OSError as err:
+                    bad.append((path, "loops" if err.errno == errno.ELOOP else "leads nowhere"))
+                    continue
+                if os.path.isdir(target) and (real + os.sep).startswith(
+                    target.rstrip(os.sep) + os.sep
+                ):
+                    bad.append((path, "loops"))
+                    continue
+            if entry.is_dir():  # follows sound links
+                stack.append((path, target))
+            elif entry.name.endswith(".json"):
+                json_files.append(path)
+    return sorted(bad), sorted(json_files)
 
 
 def to_query(value: Any):

@@ -26,7 +26,7 @@ class RunPair:
     bold: Path | None = None
     channels_tsv: Path | None = None
     events_tsv: Path | None = None
-    tr: float | None = None  # from the BOLD sidecar
+    tr: float | None = None  # the BOLD's: its sidecar's, else its NIfTI header's
     n_discarded: int = 0  # NumberOfVolumesDiscardedByScanner + ByUser
     slice_timing: tuple[float, ...] | None = None  # the BOLD's SliceTiming (s)
 
@@ -87,8 +87,11 @@ def pair_runs(
 
     An identical ``acq_time`` in scans.tsv confirms a pair; a different one breaks it
     (with a warning). EEG without BOLD is kept (EEG-only); selected BOLD runs without EEG
-    are logged and skipped. With ``eeg_derivatives``, the EEG is read from the derivative
-    dataset's file with the same entities (e.g. gradient-artifact-corrected EEG).
+    are logged and skipped. Two EEG files of one run (two formats, say) stop the run, as
+    BOLD sidecars that are not JSON or hold values of the wrong type, or a BOLD run
+    without a TR (see :mod:`bids_eeg2fmri.bidsio.sidecars`). With ``eeg_derivatives``,
+    the EEG is read from the derivative dataset's file with the same entities (e.g.
+    gradient-artifact-corrected EEG).
     """
     from bids.layout import Query
 
@@ -105,11 +108,17 @@ def pair_runs(
         )
     except ValueError as err:
         raise UsageError(f"--bids-filter-file (bold): {err}") from None
-    pairs, used_bold = [], set()
+    pairs, used_bold, seen = [], set(), {}
     for eeg in eeg_files:
         found = layout.get_file(str(eeg))
         entities = found.get_entities() if found else layout.parse_file_entities(str(eeg))
         key = tuple((e, str(entities[e])) for e in PAIRING_ENTITIES if entities.get(e) is not None)
+        if key in seen:
+            raise DataError(
+                f"{eeg}: the same run as {seen[key]} (one EEG recording per run: remove one "
+                "or give them different acq-/run- labels)"
+            )
+        seen[key] = eeg
         query = {e: entities.get(e, Query.NONE) for e in PAIRING_ENTITIES}
         bolds = [
             b for b in layout.get(return_type="filename", **query, **bold_kinds) if b in allowed
@@ -129,7 +138,7 @@ def pair_runs(
                     bold_time,
                 )
                 bold = None
-        meta = layout.get_metadata(str(bold)) if bold else {}
+        meta, tr = _bold_timing(bold, Path(layout.root)) if bold else ({}, None)
         stem = Path(eeg).name.rsplit("_eeg", 1)[0]
         channels = Path(eeg).parent / f"{stem}_channels.tsv"
         events = Path(eeg).parent / f"{stem}_events.tsv"
@@ -147,10 +156,10 @@ def pair_runs(
                 bold=bold,
                 channels_tsv=channels if channels.is_file() else None,
                 events_tsv=events if events.is_file() and source == Path(eeg) else None,
-                tr=float(meta["RepetitionTime"]) if "RepetitionTime" in meta else None,
-                n_discarded=int(meta.get("NumberOfVolumesDiscardedByScanner", 0))
-                + int(meta.get("NumberOfVolumesDiscardedByUser", 0)),
-                slice_timing=_slice_timing(meta.get("SliceTiming"), bold),
+                tr=tr,
+                n_discarded=meta.get("NumberOfVolumesDiscardedByScanner", 0)
+                + meta.get("NumberOfVolumesDiscardedByUser", 0),
+                slice_timing=meta.get("SliceTiming"),
             )
         )
     subjects = sorted({p.subject for p in pairs})
@@ -166,20 +175,25 @@ def pair_runs(
     return pairs
 
 
-def _slice_timing(value, bold: Path | None) -> tuple[float, ...] | None:
-    """SliceTiming as floats; a malformed one is ignored with a warning."""
-    if value is None:
-        return None
-    try:
-        times = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        LOGGER.warning(
-            "%s: SliceTiming is not a list of numbers (%r): ignored",
-            bold.name if bold else "BOLD sidecar",
-            value,
-        )
-        return None
-    return times or None
+def _bold_timing(bold: Path, bids_dir: Path) -> tuple[dict[str, Any], float]:
+    """The typed timing values of a BOLD run's sidecars and its TR (sidecar, else header).
+
+    Raises
+    ------
+    DataError
+        A sidecar that is not JSON or holds a value of the wrong type, a header that cannot
+        be opened, or no TR at all.
+    """
+    from bids_eeg2fmri.bidsio.sidecars import bold_sidecar, header_tr, resolve_tr
+
+    meta, origin = bold_sidecar(bold, bids_dir)
+    tr = resolve_tr(
+        sidecar_tr=meta.get("RepetitionTime"),
+        nifti_tr=header_tr(bold),
+        bold=bold,
+        sidecar=origin.get("RepetitionTime"),
+    )
+    return meta, tr
 
 
 def _derivative_eeg(root: Path, raw_eeg: Path, extensions: Sequence[str]) -> Path:

@@ -133,6 +133,9 @@ def check_locations(config) -> None:
         raise BIDSValidationError(
             f"{bids_dir} is not a BIDS dataset: dataset_description.json is missing"
         )
+    from bids_eeg2fmri.bidsio.sidecars import read_json_object
+
+    read_json_object(bids_dir / "dataset_description.json", error=BIDSValidationError)
     root = bids_dir.resolve()
     suggestion = root / "derivatives" / "bids-eeg2fmri"
     output = config.run.output_dir.resolve()
@@ -212,7 +215,6 @@ def _run(config, *, command: list[str]) -> None:
 
 
 def _participant(config) -> None:
-    from bids_eeg2fmri.bidsio.derivatives import write_derivative_description
     from bids_eeg2fmri.bidsio.layout import index_dataset, select_eeg_recordings
     from bids_eeg2fmri.bidsio.validator import validate_dataset
 
@@ -246,13 +248,14 @@ def _participant(config) -> None:
         len(selection.participants),
         ", ".join(f.name for f in selection.eeg_files),
     )
-    write_derivative_description(output, bids_dir, os.environ)
     _preprocess(config, layout, selection)
 
 
 def _preprocess(config, layout, selection) -> None:
     """Pair the runs and run the participant workflow; one failing run fails the level."""
+    from bids_eeg2fmri.bidsio.derivatives import write_derivative_description
     from bids_eeg2fmri.bidsio.pairing import pair_runs
+    from bids_eeg2fmri.bidsio.sidecars import check_run_inputs
     from bids_eeg2fmri.errors import DataError
     from bids_eeg2fmri.signals.eeg import EEGError, recording_eeg_channels
     from bids_eeg2fmri.workflows.participant import (
@@ -268,6 +271,8 @@ def _preprocess(config, layout, selection) -> None:
         bold_filters=config.selection.bids_filters.get("bold"),
         eeg_derivatives=config.selection.eeg_derivatives,
     )
+    check_run_inputs(pairs, config.run.bids_dir)  # before anything is written for them
+    write_derivative_description(config.run.output_dir, config.run.bids_dir, os.environ)
     for pair in pairs:
         LOGGER.info(
             "Run %s: EEG %s%s",

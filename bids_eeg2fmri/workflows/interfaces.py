@@ -72,7 +72,9 @@ class VolumeTiming(SimpleInterface):
             )
         ]
         if isdefined(inputs.events_tsv):
-            found.append(mk.matching_onsets(*read_event_markers(inputs.events_tsv), pattern))
+            found.append(
+                mk.matching_onsets(*read_event_markers(inputs.events_tsv, warn=False), pattern)
+            )
         tr = inputs.tr if isdefined(inputs.tr) else None
         n_volumes = inputs.n_volumes if inputs.n_volumes >= 0 else None
         try:
@@ -265,14 +267,15 @@ class PrepareBold(SimpleInterface):
             img = nib.load(inputs.bold_file)
             data = np.asarray(img.dataobj, dtype=np.float32)
         except Exception as err:  # noqa: BLE001 - nibabel raises many types
-            raise bold_mod.BoldError(f"{name}: cannot read the BOLD ({err})") from None
+            reason = (str(err).splitlines() or [type(err).__name__])[0].removesuffix(" from ")
+            raise bold_mod.BoldError(
+                f"{name}: cannot read the BOLD, truncated or corrupt ({reason.strip()}) "
+                "(a complete NIfTI image)"
+            ) from None
         bold_mod.check_bold(data, name=name)
+        # the pairing chose the TR (the sidecar's, else the header's) and warned if they differ
         tr = inputs.tr if isdefined(inputs.tr) else None
         tr_header = bold_mod.header_tr(img.header.get_zooms(), img.header.get_xyzt_units()[1])
-        if tr and tr_header and abs(tr - tr_header) > 1e-3:
-            LOGGER.warning(
-                "%s: sidecar TR %g s, header TR %g s: using the sidecar's", name, tr, tr_header
-            )
         data = data[..., inputs.dummy_scans :]
         grid = tuple(inputs.model_grid)
         model_affine = bold_mod.model_grid_affine(img.affine, data.shape, grid)
