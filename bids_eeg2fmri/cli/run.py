@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,6 +180,10 @@ def _run(config, *, command: list[str]) -> None:
     from bids_eeg2fmri.config import to_toml_dict
 
     check_locations(config)
+    if config.workflow.model is not None and config.run.analysis_level == "participant":
+        from bids_eeg2fmri.models.cards import check_model
+
+        check_model(config.workflow.model)  # a bad --model fails before anything is written
     if config.selection.participant_label:
         check_participant_labels(config.run.bids_dir, config.selection.participant_label)
 
@@ -260,6 +265,7 @@ def _preprocess(config, layout, selection) -> None:
     from bids_eeg2fmri.signals.eeg import EEGError, recording_eeg_channels
     from bids_eeg2fmri.workflows.participant import (
         init_participant_wf,
+        remove_run_outputs,
         restore_mr_outputs,
         restore_volume_events,
     )
@@ -282,7 +288,10 @@ def _preprocess(config, layout, selection) -> None:
         )
     settings = config.workflow
     if settings.model is not None:  # the model decides channels, windows, frequencies, grid
-        card = _read_card(settings.model)
+        from bids_eeg2fmri.models.cards import check_runs_fit_model, read_card
+
+        card = read_card(settings.model)
+        check_runs_fit_model(pairs, card, model=settings.model)  # before any step runs
         settings = dataclasses.replace(
             settings,
             channels=tuple(card["channels"]),
@@ -315,6 +324,7 @@ def _preprocess(config, layout, selection) -> None:
         channels=channels,
         omp_nthreads=config.execution.omp_nthreads,
     )
+    started = time.time_ns() - 1_000_000_000  # file times lag the clock by a tick or two
     failures = run_workflow(
         wf,
         base_dir=config.execution.work_dir,
@@ -341,28 +351,22 @@ def _preprocess(config, layout, selection) -> None:
     )
     restore_mr_outputs(pairs, work_dir=config.execution.work_dir)
     if settings.train or settings.model is not None:
-        _model_steps(config, pairs)
+        try:
+            _model_steps(config, pairs)
+        except BaseException:  # its runs failed: nothing of theirs this run wrote is left
+            removed = remove_run_outputs(
+                pairs,
+                config.run.output_dir,
+                since_ns=started,
+                model_name=settings.model_name if settings.train else None,
+            )
+            LOGGER.info("Removed the %d output(s) of the failed run(s)", len(removed))
+            raise
     _reports(config, sorted({p.subject for p in pairs}))
     _manifest(config.run.output_dir)
     LOGGER.info(
         "Participant level done: %d run(s); outputs in %s", len(pairs), config.run.output_dir
     )
-
-
-def _read_card(model: Path) -> dict:
-    """The model card beside a .keras file (read without TensorFlow)."""
-    import json
-
-    card_path = Path(model).with_suffix(".json")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        for key in ("channels", "n_windows", "max_freq", "grid"):
-            card[key]  # noqa: B018 - presence check
-    except FileNotFoundError:
-        raise UsageError(f"--model {model}: its model card {card_path.name} is missing") from None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"--model {model}: {card_path.name} is not a model card ({err})") from None
-    return card
 
 
 def _model_steps(config, pairs) -> None:

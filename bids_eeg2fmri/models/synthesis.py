@@ -145,33 +145,29 @@ def _h5_values(data: bytes) -> bytes:
 
 
 def load_model(path: Path):
-    """A model and its card; clear errors for missing, corrupted or foreign files."""
+    """A model and its card; clear errors for missing, corrupted or foreign files, and for
+    a card that does not describe the network (channels, frequencies, windows, grid)."""
     import keras
 
     import bids_eeg2fmri.models.layers  # noqa: F401 - registers the custom layers
+    from bids_eeg2fmri.models.cards import check_card_fits_network, check_model
 
     path = Path(path)
-    card_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise UsageError(f"--model {path}: no such file")
-    if not card_path.is_file():
-        raise UsageError(f"--model {path}: its model card {card_path.name} is missing")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        for key in ("channels", "frequencies", "n_windows", "grid", "model_affine"):
-            card[key]  # noqa: B018 - presence check
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UsageError(f"--model {path}: {card_path.name} is not a model card ({err})") from None
-    if card.get("sha256") and card["sha256"] != sha256(path):
-        raise UsageError(
-            f"--model {path}: its SHA-256 differs from the card's: corrupted or replaced"
-        )
+    card = check_model(path)  # the archive, the card, its SHA-256 (no TensorFlow)
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - keras raises many types on bad files
+        message = " ".join(str(err).split())
         raise UsageError(
-            f"--model {path}: not a readable Keras model ({type(err).__name__}: {err})"
+            f"--model {path}: not a readable Keras model: {type(err).__name__}: {message} "
+            "(a .keras model saved by bids-eeg2fmri --train)"
         ) from None
+    check_card_fits_network(
+        card,
+        tuple(model.input_shape[1:]),
+        model=path,
+        output_grid=tuple(model.output_shape[1:4]),
+    )
     card.setdefault("digest", model_digest(path))  # cards written before the digest
     return model, card
 
@@ -179,20 +175,21 @@ def load_model(path: Path):
 def check_fits(card: dict, run: RunArrays) -> None:
     """Raise a clear error when a run's features do not fit the model."""
     info = run.features_info
+    name = Path(run.eeg_file).name if run.eeg_file is not None else run.name
     if info["channels"] != card["channels"]:
         raise DataError(
-            f"{run.name}: channels {info['channels']} differ from the model's {card['channels']}"
+            f"{name}: channels {info['channels']} differ from the model's {card['channels']}"
         )
     if len(info["frequencies"]) != len(card["frequencies"]) or not np.allclose(
         info["frequencies"], card["frequencies"], atol=1e-3
     ):
         got = info["frequencies"]
         raise DataError(
-            f"{run.name}: {len(got)} frequencies of {got[0]:.3f} Hz "
+            f"{name}: {len(got)} frequencies of {got[0]:.3f} Hz "
             f"steps (TR {info['tr']:g} s); the model expects {len(card['frequencies'])} of "
             f"{card['frequencies'][0]:.3f} Hz (TR {card.get('tr', '?')} s)"
         )
     if info["n_windows"] != card["n_windows"]:
         raise DataError(
-            f"{run.name}: {info['n_windows']} windows, the model expects {card['n_windows']}"
+            f"{name}: {info['n_windows']} windows, the model expects {card['n_windows']}"
         )

@@ -226,8 +226,9 @@ def synthesize(
     output_dir, bids_dir = config.run.output_dir, config.run.bids_dir
     wf = config.workflow
     results = {}
-    for i, (run, pair) in enumerate(zip(runs, pairs, strict=True)):
+    for run in runs:  # every run fits the model before any output is written
         check_fits(card, run)
+    for i, (run, pair) in enumerate(zip(runs, pairs, strict=True)):
         z, scale = predict_run(model, run)
         subject_dir = (
             output_dir / f"sub-{pair.subject}" / (f"ses-{pair.session}" if pair.session else "")

@@ -286,3 +286,39 @@ def restore_mr_outputs(pairs: Sequence[RunPair], *, work_dir: Path) -> list[Path
             publish(missing, sources=published.get("sources", []))
             restored += [Path(d) for _, d in missing]
     return restored
+
+
+def remove_run_outputs(
+    pairs: Sequence[RunPair],
+    output_dir: Path,
+    *,
+    since_ns: int,
+    model_name: str | None = None,
+) -> list[Path]:
+    """Remove what this invocation wrote for ``pairs`` once their runs failed after the
+    workflow (training or synthesis): the files below their participants' folders (crash
+    reports under ``log/`` kept) and, for a model trained here, ``models/<model_name>.*``,
+    modified at or after ``since_ns`` (ns since the epoch). Outputs of earlier runs stay.
+    Returns the removed files."""
+    output_dir = Path(output_dir)
+    candidates: set[Path] = set()
+    for subject in {p.subject for p in pairs}:
+        folder = output_dir / f"sub-{subject}"
+        candidates.update(
+            path for path in folder.rglob("*") if "log" not in path.relative_to(folder).parts
+        )
+    if model_name:
+        candidates.update((output_dir / "models").glob(f"{model_name}.*"))
+    removed = []
+    for path in sorted(candidates):
+        try:
+            if path.is_file() and path.stat().st_mtime_ns >= since_ns:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone already, or not ours to remove
+            continue
+    for folder in sorted({p.parent for p in removed}, key=lambda p: -len(p.parts)):
+        while folder != output_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the folders this run's files emptied
+            folder = folder.parent
+    return removed
