@@ -200,6 +200,7 @@ def test_flat_channels_a_few_returned_most_an_error():
         eeg_mod.flat_channels(_raw(0 * data), raw.ch_names, label="x.vhdr")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the MR step's detection included
 def test_all_flat_eeg_stops_the_run(bids, tmp_path, capsys):
     samples = _samples(bids)
     samples[:, :8] = 0.0  # ECG left: it is not EEG

@@ -159,16 +159,17 @@ def correct_recording(
     probe_start, probe = _probe(raw, markers, tr)
     contrast = mr_quality.comb_contrast(probe[list(eeg_picks)], sfreq, tr=tr)
     notes: list[str] = []  # what the user must hear of (warnings), in words
-    present = bool(np.nanmedian(contrast) >= mr_quality.GRADIENT_PRESENT_DB)
+    level = _finite_median(contrast)
+    present = bool(level >= mr_quality.GRADIENT_PRESENT_DB)
     gradient = {
-        "contrast_db": _round(np.nanmedian(contrast)),
+        "contrast_db": _round(level),
         "detected": present,
         "corrected": False,
     }
     if settings.mode == "none" and present:
         raise MRArtifactError(
             f"the EEG holds gradient artifacts (its power at the volume harmonics is "
-            f"{np.nanmedian(contrast):.1f} dB above the frequencies between them; clean EEG "
+            f"{level:.1f} dB above the frequencies between them; clean EEG "
             f"is near 0 dB): pass --mr-correction auto (or gradient) to correct them"
         )
     do_gradient = settings.mode in ("gradient", "gradient+pulse") or (
@@ -178,7 +179,7 @@ def correct_recording(
     if do_gradient:
         if settings.mode != "auto" and not present:
             notes.append(
-                f"no gradient artifact detected ({np.nanmedian(contrast):.1f} dB at the volume "
+                f"no gradient artifact detected ({level:.1f} dB at the volume "
                 f"harmonics) but --mr-correction {settings.mode} asks to correct it: correcting"
             )
         plan, grid_info = _gradient_plan(raw, markers, slice_markers, eeg_picks, settings)
@@ -413,8 +414,9 @@ def _pulse_step(result: MRResult, eeg_picks, ecg_pick, settings, span: slice) ->
         return _pulse_unusable(result, info, mode, f"ECG channel {name}: {'; '.join(problems)}")
     eeg = result.data[list(eeg_picks)]
     contrast = mr_quality.pulse_contrast(eeg[:, span], sfreq, beats.peaks - span.start / sfreq)
-    info["contrast"] = _round(np.nanmedian(contrast))
-    info["detected"] = bool(np.nanmedian(contrast) >= mr_quality.PULSE_PRESENT_RATIO)
+    median = _finite_median(contrast)
+    info["contrast"] = _round(median)
+    info["detected"] = bool(median >= mr_quality.PULSE_PRESENT_RATIO)
     if mode == "auto" and not info["detected"]:
         info["skipped"] = "no pulse artifact detected"
         return info
@@ -483,6 +485,12 @@ def _measure(result: MRResult, eeg_picks, tr, slice_frequency, span: slice) -> N
     if clean is not None:
         _, psd_clean = mr_quality.welch(clean_probe[list(eeg_picks)], sfreq, int(4 * sfreq))
         result.qc["spectra"]["clean"] = np.median(psd_clean, axis=0)
+
+
+def _finite_median(values: np.ndarray) -> float:
+    """Median of the finite values (flat channels give none); NaN when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
 
 
 def _round(value, digits: int = 4):
