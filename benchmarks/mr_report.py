@@ -150,6 +150,7 @@ def section(results: dict) -> list[str]:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     lines.append("")
+    lines += _volume_gap(mr["quality"])
     seconds, gigabytes = _hour(results)
     speed = mr.get("speed", {})
     theirs = speed.get("mne_10min")
@@ -189,6 +190,28 @@ def section(results: dict) -> list[str]:
             "the ratio carries the training's seed-to-seed spread (see the quality section).",
         ]
     return [*lines, ""]
+
+
+def _volume_gap(quality: dict) -> list[str]:
+    """Why the volume harmonics miss their target after the pulse step, from the figures:
+    said only when the gradient step alone meets it."""
+    alone = _get(quality, "gradient", "ours") or {}
+    both = _get(quality, "gradient,pulse", "ours") or {}
+    g, gp = alone.get("volume_power_excess_db"), both.get("volume_power_excess_db")
+    if g is None or gp is None or abs(gp) <= EXCESS_DB or abs(g) > EXCESS_DB:
+        return []
+    return [
+        f"With gradient + pulse the power at the volume harmonics stays {gp:+.2f} dB above "
+        f"the clean EEG's, against {g:+.2f} dB after the gradient step alone on the same "
+        "EEG: what is left is the pulse artifact's residual at the low frequencies where "
+        "the volume harmonics of a 2 s TR fall (0.5-2.5 Hz; the delta-band error goes from "
+        f"{_fmt(alone.get('delta_power_error_pct'))} % to "
+        f"{_fmt(both.get('delta_power_error_pct'))} %), not gradient left over. Tried "
+        "against it: 30 and 120 beats per template, a shorter span after the R peak, "
+        "principal components of the beats, a gain per channel (benchmarks/NOTES.md, "
+        '"Pulse artifact defaults").',
+        "",
+    ]
 
 
 def _fmt(value) -> str:
