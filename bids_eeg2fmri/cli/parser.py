@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="channels",
         nargs="+",
         metavar="NAME",
-        help="the model's EEG channels, in order (default: the EEG channels of the first "
+        help="the model's EEG channels, in order (default: the EEG channels common to every "
         "selected recording); missing ones are interpolated",
     )
     wf.add_argument(

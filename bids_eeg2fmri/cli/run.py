@@ -262,7 +262,6 @@ def _preprocess(config, layout, selection) -> None:
     from bids_eeg2fmri.bidsio.pairing import pair_runs
     from bids_eeg2fmri.bidsio.sidecars import check_run_inputs
     from bids_eeg2fmri.errors import DataError
-    from bids_eeg2fmri.signals.eeg import EEGError, recording_eeg_channels
     from bids_eeg2fmri.workflows.participant import (
         init_participant_wf,
         remove_run_outputs,
@@ -300,21 +299,10 @@ def _preprocess(config, layout, selection) -> None:
             model_grid=tuple(card["grid"]),
         )
     channels = list(settings.channels)
-    unreadable: list[EEGError] = []
-    for pair in [] if channels else pairs:  # default: the first readable recording's
-        try:
-            channels = recording_eeg_channels(pair.eeg, pair.channels_tsv)
-        except EEGError as err:
-            unreadable.append(err)
-            continue
-        LOGGER.info("Model channels: the %d EEG channels of %s", len(channels), pair.eeg.name)
-        break
-    if not channels and len(unreadable) == 1:  # its own line names the file and the problem
-        raise unreadable[0]
-    for err in unreadable:
-        LOGGER.warning("%s", err)
-    if not channels:
-        raise DataError("no selected EEG recording can be read (see the warnings above)")
+    if not channels:  # default: those common to every selected recording
+        from bids_eeg2fmri.bidsio.model_channels import default_model_channels
+
+        channels = default_model_channels(pairs)
     wf = init_participant_wf(
         pairs=pairs,
         bids_dir=config.run.bids_dir,
