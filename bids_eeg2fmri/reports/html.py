@@ -760,7 +760,7 @@ class _RunReport:
 def _run_metrics_rows(table) -> tuple[list[list[str]], list[str], str]:
     """Rows of a run's metrics table (model first), their CSS classes, and the volumes
     the per-volume means are taken over."""
-    from bids_eeg2fmri.reports.figures import RUN_LEVEL_METRICS, _truthy, order_methods
+    from bids_eeg2fmri.reports.figures.common import RUN_LEVEL_METRICS, _truthy, order_methods
 
     trained = _truthy(table["in_training"]) if "in_training" in table else np.zeros(len(table))
     unseen = ~np.asarray(trained, bool)
