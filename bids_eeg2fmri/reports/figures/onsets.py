@@ -2,6 +2,10 @@
 straight line fitted through all of them, and each interval minus the nominal TR,
 coloured by how the onset was obtained (found, repaired, ...). It shows whether the
 scanner markers were detected steadily, before anything is synthesized from them.
+
+Onsets found on the EEG clock are known to a sample at best: the y axes never zoom in
+below one sample period, so that deviations of a fraction of a sample (floating-point
+noise of 1e-11 ms included) are not drawn as if they were data.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import numpy as np
 
 from bids_eeg2fmri.reports.figures.common import _new_figure, _save
 
+#: Smallest half-range of the y axes (ms) when the sampling rate is not known: 1 µs, the
+#: precision of the onsets in ``*_desc-volumes_events.tsv``.
+_FLOOR_WITHOUT_SFREQ_MS = 1e-3
+
 
 def plot_volume_onsets(
     onsets: np.ndarray,
@@ -21,12 +29,17 @@ def plot_volume_onsets(
     path: Path,
     volumes: np.ndarray | None = None,
     how: Sequence[str] | None = None,
+    sfreq: float | None = None,
 ) -> Path:
     """Deviation of each volume onset from the straight line fitted through them.
 
     Top: ``onset - (t0 + TR_fit * volume)`` (ms) against the volume index; bottom: the
     interval to the previous onset minus the nominal ``tr`` (ms). Onsets are coloured by
     how they were obtained (``how``: e.g. ``found`` markers, ``repaired`` ones).
+
+    Both y axes span at least +/- one sample period (``1000 / sfreq`` ms; 1 µs without
+    ``sfreq``); when every deviation from the fitted grid is below one sample period, the
+    plot says so ("all onsets within one sample of the fitted grid").
 
     Parameters
     ----------
@@ -40,6 +53,8 @@ def plot_volume_onsets(
         Volume indices (default ``0 .. n_volumes - 1``).
     how : sequence of str, shape (n_volumes,), optional
         How each onset was obtained.
+    sfreq : float, optional
+        Sampling rate of the EEG clock the onsets were found on, in Hz.
     """
     onsets = np.asarray(onsets, dtype=float)
     volumes = np.arange(onsets.size) if volumes is None else np.asarray(volumes, dtype=float)
@@ -81,6 +96,22 @@ def plot_volume_onsets(
     for ax in (top, bottom):
         ax.axhline(0.0, color="0.4", lw=0.8)
         ax.grid(True, color="0.9")
+    # Never zoom in below a sample: a smaller deviation is not measurable on this clock.
+    floor = 1000.0 / float(sfreq) if sfreq and sfreq > 0 else _FLOOR_WITHOUT_SFREQ_MS
+    for ax in (top, bottom):
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, -floor), max(high, floor))
+    if sfreq and sfreq > 0 and deviation.size and np.max(np.abs(deviation)) < floor:
+        top.text(
+            0.99,
+            0.04,
+            f"all onsets within one sample ({floor:.3g} ms at {sfreq:.4g} Hz) of the fitted grid",
+            transform=top.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
+        )
     top.set_ylabel("deviation from\nfitted grid (ms)")
     bottom.set_ylabel("interval - TR (ms)")
     bottom.set_xlabel("volume")

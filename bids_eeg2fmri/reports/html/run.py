@@ -161,6 +161,7 @@ class _RunReport:
                     tr=tr,
                     volumes=table["volume"].astype(float).to_numpy() if "volume" in table else None,
                     how=how,
+                    sfreq=_sampling_rate(table),
                     path=path,
                 ),
             )
@@ -416,3 +417,19 @@ class _RunReport:
                 ),
             )
         ]
+
+
+def _sampling_rate(volumes) -> float | None:
+    """The sampling rate (Hz) of the EEG clock of a ``*_desc-volumes_events.tsv``, from its
+    ``sample`` and ``onset`` columns (``sample = round(onset * sfreq)``), or None."""
+    import pandas as pd
+
+    if volumes is None or not {"onset", "sample"} <= set(volumes.columns):
+        return None
+    onset = pd.to_numeric(volumes["onset"], errors="coerce").to_numpy(dtype=float)
+    sample = pd.to_numeric(volumes["sample"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(onset) & np.isfinite(sample)
+    if np.unique(onset[ok]).size < 2:
+        return None
+    slope = float(np.polyfit(onset[ok], sample[ok], 1)[0])
+    return slope if np.isfinite(slope) and slope > 0 else None
