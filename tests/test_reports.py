@@ -492,3 +492,40 @@ def test_figure_functions_write_files(tmp_path):
             path=tmp_path / "few.svg",
         )
     assert not (tmp_path / "few.svg").exists()
+
+
+def test_onset_axes_never_zoom_in_below_one_sample(tmp_path, monkeypatch):
+    """Onsets on the TR grid deviate from the fitted line by floating-point noise (about
+    1e-11 ms): the axes span at least one sample period either side and the plot says that
+    every onset is within one sample, instead of drawing the noise as if it were data."""
+    from bids_eeg2fmri.reports.figures import onsets as onsets_module
+    from bids_eeg2fmri.reports.html.run import _sampling_rate
+
+    drawn = {}
+    save = onsets_module._save
+
+    def keep(figure, path, **kwargs):
+        drawn["ylims"] = [ax.get_ylim() for ax in figure.axes]
+        drawn["texts"] = [t.get_text() for ax in figure.axes for t in ax.texts]
+        return save(figure, path, **kwargs)
+
+    monkeypatch.setattr(onsets_module, "_save", keep)
+    sfreq = 250.0
+    period_ms = 1000.0 / sfreq
+    rng = np.random.default_rng(0)
+    onsets = 1.0 + TR * np.arange(10) + rng.normal(0.0, 1e-14, 10)
+    fig.plot_volume_onsets(onsets, tr=TR, sfreq=sfreq, path=tmp_path / "flat.svg")
+    assert len(drawn["ylims"]) == 2
+    for low, high in drawn["ylims"]:
+        assert low <= -period_ms and high >= period_ms
+    assert any("all onsets within one sample" in t for t in drawn["texts"])
+
+    onsets[5] += 0.010  # 10 ms: a real deviation, drawn as data
+    fig.plot_volume_onsets(onsets, tr=TR, sfreq=sfreq, path=tmp_path / "jump.svg")
+    assert drawn["ylims"][0][1] > 5.0
+    assert not any("within one sample" in t for t in drawn["texts"])
+
+    # The report finds the sampling rate in the onsets table (sample = onset * sfreq).
+    table = _volumes(3.0 + TR * np.arange(N_VOLUMES), "marker", ())
+    assert _sampling_rate(table) == pytest.approx(250.0, rel=1e-3)
+    assert _sampling_rate(table.drop(columns="sample")) is None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.reports.figures import _new_figure, _save
+from bids_eeg2fmri.reports.figures.common import _new_figure, _save
 
 
 def plot_spectra(

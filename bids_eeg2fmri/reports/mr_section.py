@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_eeg2fmri.reports.html import _facts, _href, _note, _read_tsv, _table, _text
+from bids_eeg2fmri.reports.html.items import _facts, _href, _note, _table, _text
+from bids_eeg2fmri.reports.html.outputs import _read_tsv
 
 #: (column stem, label) of the summary table; ``_before``/``_after``/``_clean`` appended.
 _ROWS = (
