@@ -213,11 +213,15 @@ def fake(tmp_path) -> tuple[Path, Path]:
     (output / "logs").mkdir()
     (output / "logs" / "bids-eeg2fmri-20260102-100000_abcd1234.log").write_text(LOG)
     group = []
-    for subject, name in (("01", "sub-01_task-rest_run-1"), ("02", "sub-02_task-rest_run-1")):
-        table = _metrics(rng, name, "holdout")
+    for subject, name, split in (
+        ("01", "sub-01_task-rest_run-1", "holdout"),
+        ("02", "sub-02_task-rest_run-1", "train"),
+    ):
+        table = _metrics(rng, name, split)
         means = table.groupby("method").mean(numeric_only=True).reset_index()
         means.insert(0, "participant", subject)
         means.insert(1, "run", name)
+        means.insert(2, "split", split)
         means["n_volumes"] = N_VOLUMES
         group.append(means.drop(columns=["volume"]))
     _tsv(output / "group_desc-synth_metrics.tsv", pd.concat(group))
@@ -385,10 +389,17 @@ def test_group_report(fake):
     }
     assert all(s.startswith("figures/") for s in parsed.images)
     assert {"sub-01.html", "sub-02.html"} <= set(parsed.links)
-    assert "±" in text and "could not be" not in text
-    # The model row comes first in the summary table.
-    methods = re.findall(r"<tr[^>]*>\s*<td>(model|ridge|mean-volume)</td>", page.read_text())
-    assert methods[:3] == ["model", "ridge", "mean-volume"]
+    assert "could not be" not in text
+    # The headline first: held-out participants, then those the model trained on, apart.
+    html = page.read_text()
+    headline = html[html.index("Headline") :]
+    assert headline.index("Held out") < headline.index("In training (optimistic")
+    assert "95 % interval" in headline and "never averaged" in headline
+    # Then one table per split group, the model row first in each, one participant each.
+    for who in ("Held out</", "In training (optimistic"):
+        part = html[html.index(who, html.index("Mean ± sd") - 2000) :]
+        methods = re.findall(r"<tr[^>]*>\s*<td>(model|ridge|mean-volume)</td>\s*<td>(\d)", part)
+        assert methods[:3] == [("model", "1"), ("ridge", "1"), ("mean-volume", "1")]
     _no_temporary_files(output)
 
 

@@ -20,6 +20,31 @@ SPLITS = {"holdout": "held out", "applied": "applied", "train": "in training",
           "validation": "in training"}  # fmt: skip
 
 
+#: How each group is introduced in logs and reports.
+GROUP_WORDS = {
+    "held out": "Held out",
+    "applied": "Applied (participants the model did not train on)",
+    "in training": "In training (optimistic: these participants trained the model; never "
+    "averaged with the held out)",
+}
+#: The headline metric, and the ones used where it is not available.
+HEADLINE = (
+    ("fraction_of_ceiling", "fraction of the noise ceiling"),
+    ("r_coupled_mean", "r in the coupled voxels"),
+    ("r_mask_mean", "r in the brain mask"),
+)
+
+
+def headline_metric(table) -> tuple[str, str] | None:
+    """The first metric of :data:`HEADLINE` with a finite value in ``table``, and its words."""
+    import pandas as pd
+
+    for metric, words in HEADLINE:
+        if metric in table and pd.to_numeric(table[metric], errors="coerce").notna().any():
+            return metric, words
+    return None
+
+
 @dataclass(frozen=True)
 class GroupMean:
     """One method's mean of a metric over the participants of one split group."""

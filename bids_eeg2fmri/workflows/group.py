@@ -102,35 +102,15 @@ def write_group_metrics(output_dir: Path, paths: list[Path]) -> Path:
     return path
 
 
-#: The headline metric, and the ones used where it is not available.
-HEADLINE = (
-    ("fraction_of_ceiling", "fraction of the noise ceiling"),
-    ("r_coupled_mean", "r in the coupled voxels"),
-    ("r_mask_mean", "r in the brain mask"),
-)
-_GROUP_WORDS = {
-    "held out": "Held out",
-    "applied": "Applied (participants the model did not train on)",
-    "in training": "In training (optimistic: these participants trained the model; never "
-    "averaged with the held out)",
-}
-
-
 def summary_lines(frame) -> list[str]:
     """One line per split group, generalisation first: each method's mean over
     participants of the headline metric with its 95 % bootstrap interval."""
-    import pandas as pd
+    from bids_eeg2fmri.evaluation.summary import GROUP_WORDS, describe, headline_metric, split_means
 
-    from bids_eeg2fmri.evaluation.summary import describe, split_means
-
-    available = [
-        (metric, words)
-        for metric, words in HEADLINE
-        if metric in frame and pd.to_numeric(frame[metric], errors="coerce").notna().any()
-    ]
-    if not available:
+    found = headline_metric(frame)
+    if found is None:
         return []
-    metric, words = available[0]
+    metric, words = found
     methods = sorted({str(m) for m in frame["method"]}, key=lambda m: (m != "model", m))
     means = split_means(frame, metric, methods)
     lines = []
@@ -138,7 +118,7 @@ def summary_lines(frame) -> list[str]:
         chosen = [m for m in means if m.group == group]
         n = max(m.n for m in chosen)
         lines.append(
-            f"{_GROUP_WORDS[group]}, {n} participant(s), {words} (mean [95 % bootstrap "
+            f"{GROUP_WORDS[group]}, {n} participant(s), {words} (mean [95 % bootstrap "
             "interval over participants]): "
             + "; ".join(f"{m.method} {describe(m)}" for m in chosen)
         )

@@ -19,7 +19,7 @@ from bids_eeg2fmri.reports.html.items import (
     _section,
     _table,
 )
-from bids_eeg2fmri.reports.html.metrics import FIGURE_METRICS, _group_metrics, _group_summary_table
+from bids_eeg2fmri.reports.html.metrics import FIGURE_METRICS, _group_metrics, _group_summary_tables
 from bids_eeg2fmri.reports.html.outputs import (
     _Context,
     _has_values,
@@ -90,6 +90,7 @@ def write_group_report(output_dir: Path) -> Path:
     else:
         table["participant"] = table["participant"].astype(str).str.removeprefix("sub-")
         shown = [m for m in FIGURE_METRICS if _has_values(table, m)]
+        metrics_items.extend(_guarded(lambda: _group_summary_tables(table), "summary table"))
         metrics_items.append(
             _figure_item(
                 "Metrics per method across participants",
@@ -103,7 +104,6 @@ def write_group_report(output_dir: Path) -> Path:
                 lambda path: fig.plot_group_metrics(table, path=path, metrics=shown),
             )
         )
-        metrics_items.extend(_guarded(lambda: [_group_summary_table(table)], "summary table"))
 
     relevance_items = _guarded(
         lambda: _group_relevance_items(output_dir, context, pd), "mean relevance"

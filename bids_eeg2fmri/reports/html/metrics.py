@@ -85,7 +85,44 @@ def _group_metrics(output_dir: Path):
     return pd.concat(frames, ignore_index=True), "the participants' *_desc-synth_metrics.tsv"
 
 
-def _group_summary_table(table) -> dict:
+def _group_summary_tables(table) -> list[dict]:
+    """The group headline (held out first, with bootstrap intervals) and the metrics per
+    split group; participants who trained the model are shown apart, marked optimistic."""
+    from bids_eeg2fmri.evaluation import summary
+
+    if "split" not in table:  # per-run tables without their splits: one table, said so
+        return [_group_summary_table(table, None)]
+    groups = table["split"].astype(str).map(summary.SPLITS)
+    tables = []
+    found = summary.headline_metric(table)
+    if found is not None:
+        from bids_eeg2fmri.reports.figures import order_methods
+
+        metric, words = found
+        means = summary.split_means(table, metric, order_methods(table["method"]))
+        tables.append(
+            _table(
+                ["Participants", "Method", "n", f"{words} (95 % interval)"],
+                [
+                    [summary.GROUP_WORDS[m.group], m.method, str(m.n), summary.describe(m)]
+                    for m in means
+                ],  # fmt: skip
+                classes=["model" if m.method == "model" else "" for m in means],
+                title="Headline",
+                caption=f"Mean {words} over participants (each: the mean over their runs), "
+                "with a 95 % percentile bootstrap interval over participants (2000 "
+                "resamples). Held-out participants measure generalisation; those the model "
+                "trained on score optimistically and are never averaged with them.",
+            )
+        )
+    for group in summary.GROUPS:
+        if (groups == group).any():
+            tables.append(_group_summary_table(table[groups == group], group))
+    return tables
+
+
+def _group_summary_table(table, group: str | None) -> dict:
+    from bids_eeg2fmri.evaluation.summary import GROUP_WORDS
     from bids_eeg2fmri.reports.figures import order_methods, participant_means
 
     columns = [(c, h) for c, h in TABLE_METRICS if _has_values(table, c)]
@@ -105,10 +142,12 @@ def _group_summary_table(table) -> dict:
                 row.append(f"{_fmt(values.mean())} ± {_fmt(values.std(ddof=1))}")
         rows.append(row)
         classes.append("model" if method == "model" else "")
+    who = GROUP_WORDS[group] if group else "All participants (the tables give no splits)"
     return _table(
         ["Method", "Participants", *(h for _, h in columns)],
         rows,
         classes=classes,
+        title=who,
         caption="Mean ± sd across participants (each participant: the mean over their "
         "runs) of the run-level metrics.",
     )
