@@ -143,6 +143,13 @@ def text(value: Any) -> str:
     return value
 
 
+def direction(value: Any) -> str:
+    """A BIDS phase or slice encoding direction: ``i``, ``j`` or ``k``, ``-`` optional."""
+    if value not in ("i", "j", "k", "i-", "j-", "k-"):
+        raise ValueError(value)
+    return value
+
+
 def object_or_na(value: Any) -> dict | None:
     if value == "n/a":
         return None
@@ -158,6 +165,7 @@ BOLD_RULES: dict[str, Rule] = {
     "NumberOfVolumesDiscardedByScanner": (count, "an integer >= 0"),
     "NumberOfVolumesDiscardedByUser": (count, "an integer >= 0"),
     "SliceTiming": (times, "a list of numbers of seconds >= 0"),
+    "SliceEncodingDirection": (direction, "one of i, j, k, i-, j-, k-"),
 }
 _CHANNEL_COUNTS = ("EEG", "EOG", "ECG", "EMG", "Misc", "Trigger")
 #: The EEG sidecar keys the app reads or copies into its outputs.
@@ -236,6 +244,29 @@ def header_tr(bold: Path) -> float | None:
     if len(zooms) < 4 or scale is None or not zooms[3] > 0:
         return None
     return float(zooms[3]) * scale
+
+
+def check_slice_count(bold: Path, typed: Mapping[str, Any], origin: Mapping[str, Path]) -> None:
+    """Warn when SliceTiming does not hold one onset per slice along SliceEncodingDirection
+    (``k`` if absent): the slice rate of the MR-quality metrics is still read from its
+    onsets (the acquisition's), but the sidecar may describe another sequence."""
+    import nibabel as nib
+
+    onsets = typed.get("SliceTiming")
+    if onsets is None:
+        return
+    axis = "ijk".index(typed.get("SliceEncodingDirection", "k")[0])
+    shape = nib.load(bold).shape
+    if len(shape) > axis and len(onsets) != shape[axis]:
+        LOGGER.warning(
+            "%s: SliceTiming has %d onset(s), but %s has %d slices along %s (BIDS: one onset "
+            "per slice): the slice rate of the MR-quality metrics is taken from its onsets",
+            origin["SliceTiming"],
+            len(onsets),
+            Path(bold).name,
+            shape[axis],
+            "ijk"[axis],
+        )
 
 
 def resolve_tr(

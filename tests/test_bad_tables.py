@@ -1,0 +1,115 @@
+"""Bad tables, sidecars and options not covered elsewhere: ``scans.tsv``, SliceTiming against
+the BOLD run, config-file values and ``--eeg-derivatives``. A defect that makes results
+wrong stops the run with its exit code and one line naming the file (and key); what can be
+worked around is, with a warning in the log; the input is never changed."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from pathlib import Path
+
+import pytest
+from test_bad_sidecars import BOLD_JSON, assert_refused, edit_json, log_text, run
+
+from bids_eeg2fmri.bidsio.pairing import read_scans_tsv
+from bids_eeg2fmri.errors import DataError
+from bids_eeg2fmri.simulate.generator import SimulationConfig
+from bids_eeg2fmri.simulate.writer import simulate_dataset
+
+SCANS = "sub-01/sub-01_scans.tsv"
+EEG_ROW = "eeg/sub-01_task-rest_eeg.vhdr"
+BOLD_ROW = "func/sub-01_task-rest_bold.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """One participant, 30 volumes, 8 channels, a small grid: a CLI run takes seconds."""
+    config = SimulationConfig(n_participants=1, n_volumes=30, n_channels=8, grid=(12, 13, 8))
+    return simulate_dataset(config, tmp_path_factory.mktemp("tiny") / "ds")
+
+
+@pytest.fixture
+def ds(tiny, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny, tmp_path / "ds", symlinks=True))
+
+
+def write_scans(ds: Path, *rows: str, header: str = "filename\tacq_time") -> Path:
+    path = ds / SCANS
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- scans.tsv
+_T = "2024-01-01T09:00:00"
+
+
+@pytest.mark.parametrize(
+    "rows, header, fragment",
+    [
+        ([f"{EEG_ROW}\t{_T}\textra", BOLD_ROW], None, "line 2 has 3 column(s), the header 2"),
+        ([f"{EEG_ROW}\tyesterday", f"{BOLD_ROW}\t{_T}"], None, "acq_time on line 2 is 'yesterday'"),
+        ([f"{EEG_ROW}\t{_T}", f"{EEG_ROW}\t{_T}"], None, f"{EEG_ROW} on lines 2 and 3"),
+        ([f"{EEG_ROW}\t{_T}"], "file\tacq_time", "no filename column (header: file, acq_time)"),
+    ],
+    ids=["ragged", "acq_time-not-a-date", "listed-twice", "no-filename-column"],
+)
+def test_a_broken_scans_tsv_stops_the_run(ds, tmp_path, capsys, rows, header, fragment):
+    path = write_scans(ds, *rows, header=header or "filename\tacq_time")
+    assert_refused(ds, tmp_path, capsys, 65, f"{path}: {fragment}")
+
+
+def test_a_scans_tsv_that_is_not_text_stops_the_run(ds, tmp_path, capsys):
+    (ds / SCANS).write_bytes(b"\xff\xfe\x00binary")
+    assert_refused(ds, tmp_path, capsys, 65, f"{ds / SCANS}: not UTF-8 text")
+
+
+def test_acq_times_are_compared_as_times(tmp_path):
+    """n/a is unknown (no verdict), not a different time; ``Z`` is UTC; the format is free."""
+    (tmp_path / "func").mkdir()
+    for name in ("a.nii.gz", "b.nii.gz", "c.nii.gz"):
+        (tmp_path / "func" / name).touch()
+    path = tmp_path / "sub-01_scans.tsv"
+    path.write_text(
+        "filename\tacq_time\nfunc/a.nii.gz\tn/a\nfunc/b.nii.gz\t2024-01-01T09:00:00.000000Z\n"
+        "func/c.nii.gz\t2024-01-01T10:00:00+01:00\n"
+    )
+    times = read_scans_tsv(path)
+    nine = datetime.datetime(2024, 1, 1, 9)
+    assert times == {"func/a.nii.gz": None, "func/b.nii.gz": nine, "func/c.nii.gz": nine}
+    path.write_text("filename\nfunc/a.nii.gz\n")  # no acq_time column: nothing known
+    assert read_scans_tsv(path) == {"func/a.nii.gz": None}
+    path.write_text("")
+    with pytest.raises(DataError, match="no filename column"):
+        read_scans_tsv(path)
+
+
+def test_scans_and_slice_timing_defects_worked_around(ds, tmp_path, capsys):
+    """The same acq_time written two ways keeps the pair; a row for a file that is not there
+    and a SliceTiming of another slice count are warnings; the run completes."""
+    write_scans(
+        ds,
+        f"{EEG_ROW}\t2024-01-01T09:00:00",
+        f"{BOLD_ROW}\t2024-01-01T09:00:00.000000Z",
+        "func/sub-01_task-other_bold.nii.gz\tn/a",
+    )
+    edit_json(ds / BOLD_JSON, SliceTiming=[i * 0.05 for i in range(30)])  # the NIfTI has 8
+    code, errors = run(ds, tmp_path, capsys)
+    assert code == 0, errors
+    log = log_text(tmp_path)
+    assert "BOLD sub-01_task-rest_bold.nii.gz" in log and "share entities but not" not in log
+    assert (
+        f"{ds / SCANS}: 1 listed file(s) not in {ds / 'sub-01'}: "
+        "func/sub-01_task-other_bold.nii.gz (their rows ignored)"
+    ) in log
+    assert (
+        f"{ds / BOLD_JSON}: SliceTiming has 30 onset(s), but sub-01_task-rest_bold.nii.gz has "
+        "8 slices along k"
+    ) in log
+
+
+def test_slice_encoding_direction_not_an_axis_stops_the_run(ds, tmp_path, capsys):
+    edit_json(ds / BOLD_JSON, SliceEncodingDirection="z")
+    assert_refused(
+        ds, tmp_path, capsys, 65, f'{ds / BOLD_JSON}: SliceEncodingDirection is "z" (one of i'
+    )
