@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import cli
 from test_bad_sidecars import BOLD_JSON, assert_refused, edit_json, log_text, run
 
 from bids_eeg2fmri.bidsio.pairing import read_scans_tsv
@@ -113,3 +114,37 @@ def test_slice_encoding_direction_not_an_axis_stops_the_run(ds, tmp_path, capsys
     assert_refused(
         ds, tmp_path, capsys, 65, f'{ds / BOLD_JSON}: SliceEncodingDirection is "z" (one of i'
     )
+
+
+# ----------------------------------------------------------------------------- config file
+@pytest.mark.parametrize(
+    "toml, fragment",
+    [
+        ('model = "{tmp}/none.keras"', "{tmp}/none.keras (model in {cfg}): no such file"),
+        ('[workflow]\nmodel = "{cfg}"', "{cfg} (model in {cfg}): not a Keras model archive"),
+        ("model = 3", "{cfg}: model is 3 (a path, as a string)"),
+        ('train = "no"', '{cfg}: train is "no" (true or false)'),
+        ('skip_bids_validation = "false"', '{cfg}: skip_bids_validation is "false" (true or'),
+        ('verbose = "x"', "{cfg}: verbose: expected an integer >= 0, got 'x'"),
+        ('mr_correction = "gradiant"', "{cfg}: mr_correction: unknown mode 'gradiant'"),
+        ("eeg_derivatives = 5", "{cfg}: eeg_derivatives is 5 (a path, as a string)"),
+    ],
+    ids=[
+        "model-missing",
+        "model-not-keras",
+        "model-int",
+        "train-str",
+        "skip-str",
+        "verbose",
+        "mr-mode",
+        "derivatives-int",
+    ],
+)
+def test_config_file_values_are_named_with_the_file_and_key(tiny, tmp_path, capsys, toml, fragment):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(toml.format(tmp=tmp_path, cfg=cfg) + "\n")
+    code, errors = cli(tiny, tmp_path / "out", tmp_path / "work", capsys, "--config-file", cfg)
+    assert code == 2 and len(errors) == 1, errors
+    expected = "bids-eeg2fmri: error: " + fragment.format(tmp=tmp_path, cfg=cfg)
+    assert errors[0].startswith(expected), errors[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()

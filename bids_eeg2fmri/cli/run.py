@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = int(args.get("verbose", 0))
     _setup_logging(verbose)
     try:
-        config = _configure(args)
-        _run(config, command=[PROG, *argv])
+        config, origin = _configure(args)
+        _run(config, command=[PROG, *argv], origin=origin)
     except Eeg2FmriError as err:
         return _fail(str(err), err.exit_code, verbose)
     except KeyboardInterrupt:
@@ -110,7 +110,7 @@ def _configure(args: dict):
     if "mem_gb" in args:
         origin["mem_gb"] = "--mem"
     run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
-    return make_config(options, origin=origin, run_uuid=run_uuid)
+    return make_config(options, origin=origin, run_uuid=run_uuid), origin
 
 
 _POSITIONALS = ("bids_dir", "output_dir", "analysis_level")
@@ -174,7 +174,7 @@ def _make_dirs(*folders: Path) -> None:
             ) from None
 
 
-def _run(config, *, command: list[str]) -> None:
+def _run(config, *, command: list[str], origin: dict[str, str] | None = None) -> None:
     from bids_eeg2fmri.bidsio.files import write_text_atomic
     from bids_eeg2fmri.bidsio.layout import check_participant_labels
     from bids_eeg2fmri.config import to_toml_dict
@@ -183,7 +183,10 @@ def _run(config, *, command: list[str]) -> None:
     if config.workflow.model is not None and config.run.analysis_level == "participant":
         from bids_eeg2fmri.models.cards import check_model
 
-        check_model(config.workflow.model)  # a bad --model fails before anything is written
+        model, where = config.workflow.model, (origin or {}).get("model", "--model")
+        config_file = where.rsplit(": ", 1)[0]  # "<config file>: model" when it came from one
+        named = f"--model {model}" if where == "--model" else f"{model} (model in {config_file})"
+        check_model(model, named=named)  # a bad --model fails before anything is written
     if config.selection.participant_label:
         check_participant_labels(config.run.bids_dir, config.selection.participant_label)
 
