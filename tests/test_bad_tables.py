@@ -148,3 +148,22 @@ def test_config_file_values_are_named_with_the_file_and_key(tiny, tmp_path, caps
     expected = "bids-eeg2fmri: error: " + fragment.format(tmp=tmp_path, cfg=cfg)
     assert errors[0].startswith(expected), errors[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+# ----------------------------------------------------------------------------- --eeg-derivatives
+def test_eeg_derivatives_that_is_no_folder_is_a_usage_error(tiny, tmp_path, capsys):
+    for folder, problem in ((tmp_path / "none", "no such folder"), (tiny / SCANS, "not a folder")):
+        code, errors = cli(
+            tiny, tmp_path / "out", tmp_path / "work", capsys, "--eeg-derivatives", folder
+        )
+        assert code == 2 and len(errors) == 1, errors
+        assert f"--eeg-derivatives {folder}: {problem} (a BIDS derivatives dataset" in errors[0]
+        assert not (tmp_path / "out").exists()
+
+
+def test_eeg_derivatives_without_a_description_is_read_with_a_warning(ds, tmp_path, capsys):
+    deriv = tmp_path / "cleaned"
+    shutil.copytree(ds / "sub-01" / "eeg", deriv / "sub-01" / "eeg")
+    code, errors = cli(ds, tmp_path / "out", tmp_path / "work", capsys, "--eeg-derivatives", deriv)
+    assert code == 0, errors
+    assert f"--eeg-derivatives {deriv}: no dataset_description.json" in log_text(tmp_path)

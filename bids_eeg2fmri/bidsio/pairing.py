@@ -180,6 +180,12 @@ def pair_runs(
         )
     except ValueError as err:
         raise UsageError(f"--bids-filter-file (bold): {err}") from None
+    if eeg_derivatives and not (Path(eeg_derivatives) / "dataset_description.json").is_file():
+        LOGGER.warning(
+            "--eeg-derivatives %s: no dataset_description.json, not a BIDS derivatives "
+            "dataset: its EEG files are matched by their names all the same",
+            eeg_derivatives,
+        )
     pairs, used_bold, seen, tables = [], set(), {}, {}
     for eeg in eeg_files:
         found = layout.get_file(str(eeg))

@@ -122,7 +122,7 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def check_locations(config) -> None:
     """BIDS_DIR is a dataset; OUTPUT_DIR, the work dir and the index stay out of it."""
-    from bids_eeg2fmri.bidsio.derivatives import check_existing_output
+    from bids_eeg2fmri.bidsio.derivatives import check_eeg_derivatives, check_existing_output
     from bids_eeg2fmri.errors import BIDSValidationError
 
     bids_dir = config.run.bids_dir
@@ -159,6 +159,7 @@ def check_locations(config) -> None:
                 f"pass {flag} DIR outside it"
             )
     check_existing_output(output)
+    check_eeg_derivatives(config.selection.eeg_derivatives)
 
 
 def _make_dirs(*folders: Path) -> None:
