@@ -6,6 +6,7 @@ worked around is, with a warning in the log; the input is never changed."""
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 from pathlib import Path
 
@@ -167,3 +168,22 @@ def test_eeg_derivatives_without_a_description_is_read_with_a_warning(ds, tmp_pa
     code, errors = cli(ds, tmp_path / "out", tmp_path / "work", capsys, "--eeg-derivatives", deriv)
     assert code == 0, errors
     assert f"--eeg-derivatives {deriv}: no dataset_description.json" in log_text(tmp_path)
+
+
+# ----------------------------------------------------------------------------- filter file
+@pytest.mark.parametrize(
+    "filters, fragment",
+    [
+        ({"eeg": {"foo": "x"}}, "eeg.foo is not a BIDS entity (e.g. subject, session"),
+        ({"bold": {"datatpye": "func"}}, "bold.datatpye is not a BIDS entity (did you mean"),
+    ],
+)
+def test_a_filter_on_an_unknown_entity_is_named(tiny, tmp_path, capsys, filters, fragment):
+    path = tmp_path / "filters.json"
+    path.write_text(json.dumps(filters))
+    code, errors = cli(
+        tiny, tmp_path / "out", tmp_path / "work", capsys, "--bids-filter-file", path
+    )
+    assert code == 2 and len(errors) == 1, errors
+    assert f"error: --bids-filter-file: {fragment}" in errors[0], errors[0]
+    assert "invalid_filters" not in errors[0]  # pybids' hint names its API, not the app's

@@ -150,6 +150,23 @@ def to_query(value: Any):
     return value
 
 
+def filter_error(err: ValueError, query: str) -> UsageError:
+    """A one-line usage error for a filter pybids refuses (its hint names an API option)."""
+    text = str(err).split(" If you're sure", 1)[0]
+    match = re.match(r"'(.+)' is not a recognized entity\.(?: Did you mean \[(.*)\]\?)?", text)
+    if not match:
+        return UsageError(f"--bids-filter-file ({query}): {text}")
+    close = match.group(2)
+    return UsageError(
+        f"--bids-filter-file: {query}.{match.group(1)} is not a BIDS entity "
+        + (
+            f"(did you mean {close}?)"
+            if close
+            else "(e.g. subject, session, task, acquisition, run)"
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Selection:
     """EEG recordings selected for processing, as absolute paths."""
@@ -192,7 +209,7 @@ def select_eeg_recordings(
     try:
         found = layout.get(return_type="filename", **{**query, **base})
     except ValueError as err:  # unknown entity in the filter file
-        raise UsageError(f"--bids-filter-file: {err}") from None
+        raise filter_error(err, "eeg") from None
     if found:
         return Selection(tuple(sorted(Path(f) for f in found)))
 

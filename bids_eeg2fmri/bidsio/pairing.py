@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bids_eeg2fmri.errors import DataError, UsageError
+from bids_eeg2fmri.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
 #: Entities a simultaneous EEG and BOLD run share.
@@ -167,7 +167,7 @@ def pair_runs(
     """
     from bids.layout import Query
 
-    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, to_query
+    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, filter_error, to_query
 
     bold_kinds = {"datatype": "func", "suffix": "bold", "extension": [".nii", ".nii.gz"]}
     try:  # the BOLD runs the filter file allows (it may name pairing entities too)
@@ -179,7 +179,7 @@ def pair_runs(
             )
         )
     except ValueError as err:
-        raise UsageError(f"--bids-filter-file (bold): {err}") from None
+        raise filter_error(err, "bold") from None
     if eeg_derivatives and not (Path(eeg_derivatives) / "dataset_description.json").is_file():
         LOGGER.warning(
             "--eeg-derivatives %s: no dataset_description.json, not a BIDS derivatives "
