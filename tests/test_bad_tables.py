@@ -187,3 +187,31 @@ def test_a_filter_on_an_unknown_entity_is_named(tiny, tmp_path, capsys, filters,
     assert code == 2 and len(errors) == 1, errors
     assert f"error: --bids-filter-file: {fragment}" in errors[0], errors[0]
     assert "invalid_filters" not in errors[0]  # pybids' hint names its API, not the app's
+
+
+# ----------------------------------------------------------------------------- events, BOLD
+EVENTS = "sub-01/eeg/sub-01_task-rest_events.tsv"
+
+
+def _events_ragged(ds):
+    path = ds / EVENTS
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("\tResponse/R128", "", 1)  # the columns after it shift
+    path.write_text("\n".join(lines) + "\n")
+    return path, "line 3 has 4 column(s), the header 5"
+
+
+def _events_not_text(ds):
+    (ds / EVENTS).write_bytes(b"onset\tduration\n\xff\xfe\x00\n")
+    return ds / EVENTS, "not UTF-8 text"
+
+
+def _bold_volume_timing(ds):
+    edit_json(ds / BOLD_JSON, RepetitionTime=None, VolumeTiming=[0.0, 2.0, 5.0])
+    return ds / BOLD_JSON, "VolumeTiming is given: a sparse or clustered acquisition"
+
+
+@pytest.mark.parametrize("breaks", [_events_ragged, _events_not_text, _bold_volume_timing])
+def test_events_and_bold_defects_stop_the_run(ds, tmp_path, capsys, breaks):
+    path, fragment = breaks(ds)
+    assert_refused(ds, tmp_path, capsys, 65, f"{path}: {fragment}")

@@ -208,9 +208,16 @@ def typed_values(
 def bold_sidecar(bold: Path, bids_dir: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     """The typed values of :data:`BOLD_RULES` a BOLD run's sidecars hold, and their files.
 
-    SliceTiming must also lie within the TR when both are given.
+    SliceTiming must also lie within the TR when both are given; VolumeTiming (volumes at
+    irregular times) is refused.
     """
     values, origin = merged_sidecars(bold, bids_dir)
+    if "VolumeTiming" in values:
+        raise DataError(
+            f"{origin['VolumeTiming']}: VolumeTiming is given: a sparse or clustered "
+            "acquisition, which the app cannot model (volumes at a constant rate: "
+            "RepetitionTime)"
+        )
     typed = typed_values(values, origin, BOLD_RULES)
     tr, slices = typed.get("RepetitionTime"), typed.get("SliceTiming")
     if tr is not None and slices is not None and max(slices) >= tr:
