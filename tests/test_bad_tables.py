@@ -86,9 +86,14 @@ def test_acq_times_are_compared_as_times(tmp_path):
         read_scans_tsv(path)
 
 
-def test_scans_and_slice_timing_defects_worked_around(ds, tmp_path, capsys):
+def test_scans_slice_timing_and_bad_channels_worked_around(ds, tmp_path, capsys):
     """The same acq_time written two ways keeps the pair; a row for a file that is not there
-    and a SliceTiming of another slice count are warnings; the run completes."""
+    and a SliceTiming of another slice count are warnings; a channel whose status is bad is
+    left out (and interpolated); the run completes."""
+    channels = ds / "sub-01/eeg/sub-01_task-rest_channels.tsv"
+    header, first, *rows = channels.read_text().splitlines()
+    assert first.startswith("Fp1\t") and first.count("\tgood\t") == 1
+    channels.write_text("\n".join([header, first.replace("\tgood\t", "\tbad\t"), *rows]) + "\n")
     write_scans(
         ds,
         f"{EEG_ROW}\t2024-01-01T09:00:00",
@@ -108,6 +113,8 @@ def test_scans_and_slice_timing_defects_worked_around(ds, tmp_path, capsys):
         f"{ds / BOLD_JSON}: SliceTiming has 30 onset(s), but sub-01_task-rest_bold.nii.gz has "
         "8 slices along k"
     ) in log
+    assert f"{channels}: 1 of 8 EEG channels have status bad (Fp1): treated as missing" in log
+    assert "interpolated missing channel(s) Fp1" in log
 
 
 def test_slice_encoding_direction_not_an_axis_stops_the_run(ds, tmp_path, capsys):
