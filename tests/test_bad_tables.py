@@ -222,3 +222,15 @@ def _bold_volume_timing(ds):
 def test_events_and_bold_defects_stop_the_run(ds, tmp_path, capsys, breaks):
     path, fragment = breaks(ds)
     assert_refused(ds, tmp_path, capsys, 65, f"{path}: {fragment}")
+
+
+def test_dummy_scans_that_leave_no_volumes_are_a_usage_error(tiny, tmp_path, capsys):
+    """Was exit 1 (an IndexError deep in the volume timing)."""
+    code, errors = cli(tiny, tmp_path / "out", tmp_path / "work", capsys, "--dummy-scans", 30)
+    assert code == 2 and len(errors) == 1, errors
+    assert errors[0].endswith(
+        "--dummy-scans 30: sub-01_task-rest_bold.nii.gz has 30 volumes, 0 would be left "
+        "(at least 2 volumes kept)"
+    ), errors[0]
+    left = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "logs" not in p.parts]
+    assert not left, left

@@ -420,8 +420,9 @@ def check_eeg_sidecar(eeg: Path, bids_dir: Path, *, sfreq: float | None = None) 
     return typed
 
 
-def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
-    """Before any work: the EEG sidecars, channels.tsv and events.tsv of every run.
+def check_run_inputs(pairs: Sequence, bids_dir: Path, *, dummy_scans: int = 0) -> None:
+    """Before any work: the EEG sidecars, channels.tsv and events.tsv of every run, and
+    that ``--dummy-scans`` leaves volumes in every BOLD run.
 
     BOLD sidecars are checked when the runs are paired (they give the TR).
 
@@ -429,12 +430,16 @@ def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
     ------
     DataError
         A defect that would make the run's results wrong (named with its file).
+    UsageError
+        ``--dummy-scans`` leaves fewer than two volumes of a BOLD run.
     """
     from bids_eeg2fmri.bidsio.events import read_event_markers
     from bids_eeg2fmri.signals.eeg import EEGError, read_raw
 
     root = Path(bids_dir).resolve()
     for pair in pairs:
+        if pair.bold is not None and dummy_scans:
+            _check_dummy_scans(pair.bold, dummy_scans)
         raw_eeg = root in Path(pair.eeg).resolve().parents  # not an --eeg-derivatives file
         try:
             raw = read_raw(pair.eeg, preload=False)
@@ -454,3 +459,16 @@ def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
                 read_channel_rows(pair.channels_tsv)
         if pair.events_tsv is not None:
             read_event_markers(pair.events_tsv)
+
+
+def _check_dummy_scans(bold: Path, dummy_scans: int) -> None:
+    import nibabel as nib
+
+    from bids_eeg2fmri.errors import UsageError
+
+    shape = nib.load(bold).shape
+    if len(shape) == 4 and shape[3] - dummy_scans < 2:
+        raise UsageError(
+            f"--dummy-scans {dummy_scans}: {Path(bold).name} has {shape[3]} volumes, "
+            f"{max(0, shape[3] - dummy_scans)} would be left (at least 2 volumes kept)"
+        )

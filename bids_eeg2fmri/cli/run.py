@@ -281,7 +281,7 @@ def _preprocess(config, layout, selection) -> None:
         bold_filters=config.selection.bids_filters.get("bold"),
         eeg_derivatives=config.selection.eeg_derivatives,
     )
-    check_run_inputs(pairs, config.run.bids_dir)  # before anything is written for them
+    check_run_inputs(pairs, config.run.bids_dir, dummy_scans=config.workflow.dummy_scans)
     write_derivative_description(config.run.output_dir, config.run.bids_dir, os.environ)
     for pair in pairs:
         LOGGER.info(
