@@ -234,3 +234,13 @@ def test_dummy_scans_that_leave_no_volumes_are_a_usage_error(tiny, tmp_path, cap
     ), errors[0]
     left = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and "logs" not in p.parts]
     assert not left, left
+
+
+def test_a_holdout_label_not_in_the_dataset_is_a_usage_error(tiny, tmp_path, capsys):
+    """Was 65 after every run's features were computed."""
+    code, errors = cli(
+        tiny, tmp_path / "out", tmp_path / "work", capsys, "--train", "--holdout-label", "99"
+    )
+    assert code == 2 and len(errors) == 1, errors
+    assert "--holdout-label: participant label(s) not found in" in errors[0], errors[0]
+    assert not (tmp_path / "out").exists()

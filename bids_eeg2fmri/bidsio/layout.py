@@ -26,8 +26,9 @@ def participants_in(bids_dir: Path) -> list[str]:
     return sorted(p.name[4:] for p in Path(bids_dir).glob("sub-*") if p.is_dir())
 
 
-def check_participant_labels(bids_dir: Path, labels: Sequence[str]) -> None:
-    """Raise a usage error naming unknown labels and the ones that exist."""
+def check_participant_labels(bids_dir: Path, labels: Sequence[str], *, option: str = "") -> None:
+    """Raise a usage error naming unknown labels and the ones that exist (``option``, e.g.
+    ``"--holdout-label: "``, starts the message)."""
     present = participants_in(bids_dir)
     if not present:
         raise NoInputError(f"{bids_dir} has no participants (no sub-* folder)")
@@ -37,7 +38,7 @@ def check_participant_labels(bids_dir: Path, labels: Sequence[str]) -> None:
             f", ... ({len(present)} in all)" if len(present) > 20 else ""
         )
         raise UsageError(
-            f"participant label(s) not found in {bids_dir}: {', '.join(missing)}; "
+            f"{option}participant label(s) not found in {bids_dir}: {', '.join(missing)}; "
             f"the dataset has: {shown}"
         )
 

@@ -190,6 +190,9 @@ def _run(config, *, command: list[str], origin: dict[str, str] | None = None) ->
         check_model(model, named=named)  # a bad --model fails before anything is written
     if config.selection.participant_label:
         check_participant_labels(config.run.bids_dir, config.selection.participant_label)
+    if config.workflow.holdout_label:  # absent ones are a usage error before any step
+        holdout = config.workflow.holdout_label
+        check_participant_labels(config.run.bids_dir, holdout, option="--holdout-label: ")
 
     output, work = config.run.output_dir, config.execution.work_dir
     logs = output / "logs"
