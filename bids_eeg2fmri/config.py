@@ -266,7 +266,7 @@ def parse_labels(values: Iterable[str] | str, *, entity: str) -> tuple[str, ...]
     (blank lines and ``#`` comments ignored), as the BIDS-Apps execution spec allows.
     Returns the sorted, de-duplicated labels.
     """
-    if isinstance(values, str):
+    if not isinstance(values, list | tuple):
         values = [values]
     prefix = f"{entity}-"
     labels: set[str] = set()
@@ -383,9 +383,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
                         f"the config file {path}: unknown option {key}.{option}"
                         f"{_did_you_mean(option, OPTION_SECTION)}"
                     )
-                options[option] = option_value
+                options[option] = _toml_value(path, option, option_value)
         elif key in OPTION_SECTION:
-            options[key] = value
+            options[key] = _toml_value(path, key, value)
         else:
             raise UsageError(
                 f"the config file {path}: unknown option {key!r}"
@@ -397,6 +397,28 @@ def read_config_file(path: Path) -> dict[str, Any]:
         except json.JSONDecodeError as err:
             raise UsageError(f"the config file {path}: bids_filters is not JSON: {err}") from None
     return options
+
+
+#: option name -> its annotation (``"bool"``, ``"Path | None"``, ...)
+_OPTION_TYPES = {f.name: str(f.type) for cls in _SECTIONS.values() for f in dataclasses.fields(cls)}
+
+
+def _toml_value(path: Path, option: str, value: Any) -> Any:
+    """A config-file value whose TOML type fits its option: ``true``/``false`` for switches,
+    a string for paths and names (numbers and lists are checked by their parsers)."""
+    kind = _OPTION_TYPES[option]
+    if kind == "bool":
+        fits, expected = isinstance(value, bool), "true or false"
+    elif "Path" in kind:
+        fits, expected = isinstance(value, str) and value != "", "a path, as a string"
+    elif kind.startswith("str"):
+        fits, expected = isinstance(value, str), "a string"
+    else:
+        return value
+    if not fits:
+        shown = json.dumps(value, default=str)
+        raise UsageError(f"{path}: {option} is {shown} ({expected})")
+    return value
 
 
 def to_toml_dict(config: RunConfig) -> dict[str, Any]:
@@ -503,7 +525,7 @@ def make_config(
             mem_gb=convert("mem_gb", parse_memory_gb, round(physical_memory_gb() * 0.9, 1)),
             skip_bids_validation=bool(opts.get("skip_bids_validation", False)),
             stop_on_first_crash=bool(opts.get("stop_on_first_crash", False)),
-            verbose=int(opts.get("verbose", 0)),
+            verbose=convert("verbose", parse_non_negative_int, 0),
             deterministic=bool(opts.get("deterministic", True)),
         ),
         run_uuid=run_uuid,
@@ -519,7 +541,7 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         assume_eeg_starts_at_first_volume=bool(opts.get("assume_eeg_starts_at_first_volume")),
         dummy_scans=convert("dummy_scans", parse_non_negative_int, 0),
         eeg_only_tr=convert("eeg_only_tr", parse_positive_float),
-        mr_correction=str(opts.get("mr_correction") or defaults.mr_correction),
+        mr_correction=convert("mr_correction", _choice(MR_MODES, "mode"), defaults.mr_correction),
         ecg_channel=str(opts["ecg_channel"]) if opts.get("ecg_channel") else None,
         slice_marker=convert("slice_marker", parse_regex, defaults.slice_marker),
         channels=convert("channels", parse_channels, ()),
@@ -535,7 +557,7 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         train=bool(opts.get("train", False)),
         train_only=bool(opts.get("train_only", False)),
         model=_absolute(opts["model"]) if opts.get("model") else None,
-        preset=str(opts.get("preset") or defaults.preset),
+        preset=convert("preset", _choice(PRESET_NAMES, "preset"), defaults.preset),
         model_name=convert("model_name", parse_model_name, None)
         or str(opts.get("preset") or defaults.preset),
         holdout_label=convert("holdout_label", lambda v: parse_labels(v, entity="sub"), ()),
@@ -545,24 +567,9 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         patience=convert("patience", parse_positive_int, defaults.patience),
         compat_loss=bool(opts.get("compat_loss", False)),
         lrp_volumes=convert("lrp_volumes", parse_non_negative_int, defaults.lrp_volumes),
-        lrp_rule=str(opts.get("lrp_rule") or defaults.lrp_rule),
+        lrp_rule=convert("lrp_rule", _choice(LRP_RULES, "rule"), defaults.lrp_rule),
         baselines=bool(opts.get("baselines", defaults.baselines)),
     )
-    if section.lrp_rule not in LRP_RULES:
-        raise UsageError(
-            f"--lrp-rule: unknown rule {section.lrp_rule!r}"
-            + _did_you_mean(section.lrp_rule, LRP_RULES)
-        )
-    if section.mr_correction not in MR_MODES:
-        raise UsageError(
-            f"--mr-correction: unknown mode {section.mr_correction!r}"
-            + _did_you_mean(section.mr_correction, MR_MODES)
-        )
-    if section.preset not in PRESET_NAMES:
-        raise UsageError(
-            f"--preset: unknown preset {section.preset!r}"
-            + _did_you_mean(section.preset, PRESET_NAMES)
-        )
     if section.train and section.model is not None:
         raise UsageError("--train and --model exclude each other: train a model or apply one")
     if section.train_only and not section.train:
@@ -574,6 +581,17 @@ def _workflow_section(convert, opts) -> WorkflowSection:
     if section.l_freq and section.h_freq and section.l_freq >= section.h_freq:
         raise UsageError(f"l_freq ({section.l_freq}) must be below h_freq ({section.h_freq})")
     return section
+
+
+def _choice(choices: tuple[str, ...], what: str):
+    """A parser of one of ``choices`` (``what`` names them in the message)."""
+
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"unknown {what} {value!r}{_did_you_mean(str(value), choices)}")
+        return value
+
+    return parse
 
 
 def _absolute(path: str | os.PathLike) -> Path:

@@ -179,6 +179,23 @@ def check_existing_output(output_dir: Path) -> None:
         )
 
 
+def check_eeg_derivatives(folder: Path | None) -> None:
+    """``--eeg-derivatives`` must be a folder (its files are matched when pairing).
+
+    Raises
+    ------
+    UsageError
+        The folder does not exist or is a file.
+    """
+    if folder is None or Path(folder).is_dir():
+        return
+    problem = "not a folder" if Path(folder).exists() else "no such folder"
+    raise UsageError(
+        f"--eeg-derivatives {folder}: {problem} (a BIDS derivatives dataset holding the EEG "
+        "files, e.g. BIDS_DIR/derivatives/<pipeline>; in a container, is it mounted?)"
+    )
+
+
 def write_derivative_description(
     output_dir: Path, bids_dir: Path, environ: Mapping[str, str]
 ) -> Path:

@@ -25,34 +25,48 @@ def read_event_markers(path: Path, *, warn: bool = True) -> tuple[list[str], np.
     Raises
     ------
     DataError
-        No ``onset`` column, or an onset that is neither a number nor ``n/a`` (the file,
-        the column and the first such line are named).
+        Not UTF-8, no ``onset`` column, a row whose length is not the header's, or an
+        onset that is neither a number nor ``n/a`` (the file and the line are named).
     """
     descriptions, onsets, n_missing = [], [], 0
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        if "onset" not in (reader.fieldnames or []):
+    try:
+        text_ = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {err.start}) (a tab-separated table)"
+        ) from None
+    rows = csv.reader(text_.splitlines(), delimiter="\t")
+    header = next(rows, [])
+    if "onset" not in header:
+        raise DataError(
+            f"{path}: no onset column (header: {', '.join(header)}) "
+            "(a tab-separated table whose first column is onset)"
+        )
+    for line, values in enumerate(rows, start=2):
+        if not values:
+            continue
+        if len(values) != len(header):
             raise DataError(
-                f"{path}: no onset column (header: {', '.join(reader.fieldnames or [])}) "
-                "(a tab-separated table whose first column is onset)"
+                f"{path}: line {line} has {len(values)} column(s), the header {len(header)} "
+                "(one tab-separated value per column, n/a when unknown)"
             )
-        for line, row in enumerate(reader, start=2):
-            text = (row.get("onset") or "").strip()
-            if text == "n/a":
-                n_missing += 1
-                continue
-            try:
-                onset = float(text)
-            except ValueError:
-                onset = math.nan
-            if not math.isfinite(onset):
-                raise DataError(
-                    f"{path}: column onset, line {line}: {text!r} (a number of seconds, or n/a)"
-                )
-            label = row.get("trial_type") or row.get("value") or ""
-            if label and label != "n/a":
-                descriptions.append(label)
-                onsets.append(onset)
+        row = dict(zip(header, values, strict=True))
+        text = (row.get("onset") or "").strip()
+        if text == "n/a":
+            n_missing += 1
+            continue
+        try:
+            onset = float(text)
+        except ValueError:
+            onset = math.nan
+        if not math.isfinite(onset):
+            raise DataError(
+                f"{path}: column onset, line {line}: {text!r} (a number of seconds, or n/a)"
+            )
+        label = row.get("trial_type") or row.get("value") or ""
+        if label and label != "n/a":
+            descriptions.append(label)
+            onsets.append(onset)
     if n_missing and warn:
         LOGGER.warning("%s: %d row(s) with onset n/a: skipped", path, n_missing)
     return descriptions, np.asarray(onsets, float)

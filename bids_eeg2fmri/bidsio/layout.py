@@ -26,8 +26,9 @@ def participants_in(bids_dir: Path) -> list[str]:
     return sorted(p.name[4:] for p in Path(bids_dir).glob("sub-*") if p.is_dir())
 
 
-def check_participant_labels(bids_dir: Path, labels: Sequence[str]) -> None:
-    """Raise a usage error naming unknown labels and the ones that exist."""
+def check_participant_labels(bids_dir: Path, labels: Sequence[str], *, option: str = "") -> None:
+    """Raise a usage error naming unknown labels and the ones that exist (``option``, e.g.
+    ``"--holdout-label: "``, starts the message)."""
     present = participants_in(bids_dir)
     if not present:
         raise NoInputError(f"{bids_dir} has no participants (no sub-* folder)")
@@ -37,7 +38,7 @@ def check_participant_labels(bids_dir: Path, labels: Sequence[str]) -> None:
             f", ... ({len(present)} in all)" if len(present) > 20 else ""
         )
         raise UsageError(
-            f"participant label(s) not found in {bids_dir}: {', '.join(missing)}; "
+            f"{option}participant label(s) not found in {bids_dir}: {', '.join(missing)}; "
             f"the dataset has: {shown}"
         )
 
@@ -150,6 +151,23 @@ def to_query(value: Any):
     return value
 
 
+def filter_error(err: ValueError, query: str) -> UsageError:
+    """A one-line usage error for a filter pybids refuses (its hint names an API option)."""
+    text = str(err).split(" If you're sure", 1)[0]
+    match = re.match(r"'(.+)' is not a recognized entity\.(?: Did you mean \[(.*)\]\?)?", text)
+    if not match:
+        return UsageError(f"--bids-filter-file ({query}): {text}")
+    close = match.group(2)
+    return UsageError(
+        f"--bids-filter-file: {query}.{match.group(1)} is not a BIDS entity "
+        + (
+            f"(did you mean {close}?)"
+            if close
+            else "(e.g. subject, session, task, acquisition, run)"
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Selection:
     """EEG recordings selected for processing, as absolute paths."""
@@ -192,7 +210,7 @@ def select_eeg_recordings(
     try:
         found = layout.get(return_type="filename", **{**query, **base})
     except ValueError as err:  # unknown entity in the filter file
-        raise UsageError(f"--bids-filter-file: {err}") from None
+        raise filter_error(err, "eeg") from None
     if found:
         return Selection(tuple(sorted(Path(f) for f in found)))
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import csv
+import datetime
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bids_eeg2fmri.errors import DataError, UsageError
+from bids_eeg2fmri.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
 #: Entities a simultaneous EEG and BOLD run share.
@@ -62,18 +63,89 @@ def bids_uri(path: Path, bids_dir: Path) -> str:
     return f"bids:raw:{relative.as_posix()}"
 
 
-def _scans_acq_times(path: Path) -> dict[str, str]:
-    """filename (relative to the sub/ses folder) -> acq_time, from the scans.tsv beside it."""
+def read_scans_tsv(path: Path) -> dict[str, datetime.datetime | None]:
+    """filename -> acq_time (None when ``n/a`` or no acq_time column) of a ``scans.tsv``.
+
+    Files it lists that are not beside it are a warning (their rows are ignored).
+
+    Raises
+    ------
+    DataError
+        Not UTF-8, no ``filename`` column, a row whose length is not the header's, a file
+        listed twice, or an ``acq_time`` that is not a date-time.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {err.start}) (a tab-separated table)"
+        ) from None
+    except OSError as err:
+        raise DataError(
+            f"{path}: cannot be read ({err.strerror or err}) (a readable file)"
+        ) from None
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    header = [h.strip() for h in lines[0][1].split("\t")] if lines else []
+    if "filename" not in header:
+        raise DataError(
+            f"{path}: no filename column (header: {', '.join(header) or 'none'}) "
+            "(a tab-separated header with filename and acq_time)"
+        )
+    i_file = header.index("filename")
+    i_time = header.index("acq_time") if "acq_time" in header else None
+    times: dict[str, datetime.datetime | None] = {}
+    found: dict[str, int] = {}
+    for number, line in lines[1:]:
+        row = line.split("\t")
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}: line {number} has {len(row)} column(s), the header {len(header)} "
+                "(one tab-separated value per column, n/a when unknown)"
+            )
+        name = row[i_file].strip()
+        if name in found:
+            raise DataError(
+                f"{path}: {name} on lines {found[name]} and {number} (one row per file)"
+            )
+        found[name] = number
+        value = row[i_time].strip() if i_time is not None else "n/a"
+        times[name] = _acq_time_value(value, path, number)
+    absent = [name for name in times if not os.path.lexists(path.parent / name)]
+    if absent:
+        LOGGER.warning(
+            "%s: %d listed file(s) not in %s: %s%s (their rows ignored)",
+            path,
+            len(absent),
+            path.parent,
+            ", ".join(absent[:5]),
+            ", ..." if len(absent) > 5 else "",
+        )
+    return times
+
+
+def _acq_time_value(value: str, path: Path, line: int) -> datetime.datetime | None:
+    """A scans.tsv acq_time as a naive date-time (UTC when it says so); None for n/a."""
+    if value in ("n/a", ""):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise DataError(
+            f"{path}: acq_time on line {line} is {value!r} "
+            "(a date-time YYYY-MM-DDThh:mm:ss[.000000][Z], or n/a)"
+        ) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.UTC).replace(tzinfo=None)
+    return when
+
+
+def _acq_time(path: Path, tables: dict) -> datetime.datetime | None:
+    """The acq_time of a data file in the scans.tsv of its subject (session), if any."""
     scans = scans_tsv(path)
-    if not scans.is_file():
-        return {}
-    with open(scans, newline="", encoding="utf-8") as handle:
-        rows = csv.DictReader(handle, delimiter="\t")
-        return {r.get("filename", ""): r.get("acq_time", "") for r in rows if r.get("acq_time")}
-
-
-def _acq_time(path: Path) -> str | None:
-    return _scans_acq_times(path).get(f"{path.parent.name}/{path.name}")
+    if scans not in tables:
+        tables[scans] = read_scans_tsv(scans) if scans.is_file() else {}
+    return tables[scans].get(f"{path.parent.name}/{path.name}")
 
 
 def pair_runs(
@@ -95,7 +167,7 @@ def pair_runs(
     """
     from bids.layout import Query
 
-    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, to_query
+    from bids_eeg2fmri.bidsio.layout import EEG_EXTENSIONS, filter_error, to_query
 
     bold_kinds = {"datatype": "func", "suffix": "bold", "extension": [".nii", ".nii.gz"]}
     try:  # the BOLD runs the filter file allows (it may name pairing entities too)
@@ -107,8 +179,14 @@ def pair_runs(
             )
         )
     except ValueError as err:
-        raise UsageError(f"--bids-filter-file (bold): {err}") from None
-    pairs, used_bold, seen = [], set(), {}
+        raise filter_error(err, "bold") from None
+    if eeg_derivatives and not (Path(eeg_derivatives) / "dataset_description.json").is_file():
+        LOGGER.warning(
+            "--eeg-derivatives %s: no dataset_description.json, not a BIDS derivatives "
+            "dataset: its EEG files are matched by their names all the same",
+            eeg_derivatives,
+        )
+    pairs, used_bold, seen, tables = [], set(), {}, {}
     for eeg in eeg_files:
         found = layout.get_file(str(eeg))
         entities = found.get_entities() if found else layout.parse_file_entities(str(eeg))
@@ -127,15 +205,15 @@ def pair_runs(
         if len(bolds) > 1:
             raise DataError(f"{eeg}: several BOLD runs match it: {', '.join(map(str, bolds))}")
         if bold is not None:
-            eeg_time, bold_time = _acq_time(Path(eeg)), _acq_time(bold)
+            eeg_time, bold_time = _acq_time(Path(eeg), tables), _acq_time(bold, tables)
             if eeg_time and bold_time and eeg_time != bold_time:
                 LOGGER.warning(
                     "%s and %s share entities but not acq_time (%s vs %s): not simultaneous, "
                     "EEG used alone",
                     Path(eeg).name,
                     bold.name,
-                    eeg_time,
-                    bold_time,
+                    eeg_time.isoformat(),
+                    bold_time.isoformat(),
                 )
                 bold = None
         meta, tr = _bold_timing(bold, Path(layout.root)) if bold else ({}, None)
@@ -184,7 +262,12 @@ def _bold_timing(bold: Path, bids_dir: Path) -> tuple[dict[str, Any], float]:
         A sidecar that is not JSON or holds a value of the wrong type, a header that cannot
         be opened, or no TR at all.
     """
-    from bids_eeg2fmri.bidsio.sidecars import bold_sidecar, header_tr, resolve_tr
+    from bids_eeg2fmri.bidsio.sidecars import (
+        bold_sidecar,
+        check_slice_count,
+        header_tr,
+        resolve_tr,
+    )
 
     meta, origin = bold_sidecar(bold, bids_dir)
     tr = resolve_tr(
@@ -193,6 +276,7 @@ def _bold_timing(bold: Path, bids_dir: Path) -> tuple[dict[str, Any], float]:
         bold=bold,
         sidecar=origin.get("RepetitionTime"),
     )
+    check_slice_count(bold, meta, origin)
     return meta, tr
 
 

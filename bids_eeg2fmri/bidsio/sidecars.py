@@ -143,6 +143,13 @@ def text(value: Any) -> str:
     return value
 
 
+def direction(value: Any) -> str:
+    """A BIDS phase or slice encoding direction: ``i``, ``j`` or ``k``, ``-`` optional."""
+    if value not in ("i", "j", "k", "i-", "j-", "k-"):
+        raise ValueError(value)
+    return value
+
+
 def object_or_na(value: Any) -> dict | None:
     if value == "n/a":
         return None
@@ -158,6 +165,7 @@ BOLD_RULES: dict[str, Rule] = {
     "NumberOfVolumesDiscardedByScanner": (count, "an integer >= 0"),
     "NumberOfVolumesDiscardedByUser": (count, "an integer >= 0"),
     "SliceTiming": (times, "a list of numbers of seconds >= 0"),
+    "SliceEncodingDirection": (direction, "one of i, j, k, i-, j-, k-"),
 }
 _CHANNEL_COUNTS = ("EEG", "EOG", "ECG", "EMG", "Misc", "Trigger")
 #: The EEG sidecar keys the app reads or copies into its outputs.
@@ -200,9 +208,16 @@ def typed_values(
 def bold_sidecar(bold: Path, bids_dir: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     """The typed values of :data:`BOLD_RULES` a BOLD run's sidecars hold, and their files.
 
-    SliceTiming must also lie within the TR when both are given.
+    SliceTiming must also lie within the TR when both are given; VolumeTiming (volumes at
+    irregular times) is refused.
     """
     values, origin = merged_sidecars(bold, bids_dir)
+    if "VolumeTiming" in values:
+        raise DataError(
+            f"{origin['VolumeTiming']}: VolumeTiming is given: a sparse or clustered "
+            "acquisition, which the app cannot model (volumes at a constant rate: "
+            "RepetitionTime)"
+        )
     typed = typed_values(values, origin, BOLD_RULES)
     tr, slices = typed.get("RepetitionTime"), typed.get("SliceTiming")
     if tr is not None and slices is not None and max(slices) >= tr:
@@ -236,6 +251,29 @@ def header_tr(bold: Path) -> float | None:
     if len(zooms) < 4 or scale is None or not zooms[3] > 0:
         return None
     return float(zooms[3]) * scale
+
+
+def check_slice_count(bold: Path, typed: Mapping[str, Any], origin: Mapping[str, Path]) -> None:
+    """Warn when SliceTiming does not hold one onset per slice along SliceEncodingDirection
+    (``k`` if absent): the slice rate of the MR-quality metrics is still read from its
+    onsets (the acquisition's), but the sidecar may describe another sequence."""
+    import nibabel as nib
+
+    onsets = typed.get("SliceTiming")
+    if onsets is None:
+        return
+    axis = "ijk".index(typed.get("SliceEncodingDirection", "k")[0])
+    shape = nib.load(bold).shape
+    if len(shape) > axis and len(onsets) != shape[axis]:
+        LOGGER.warning(
+            "%s: SliceTiming has %d onset(s), but %s has %d slices along %s (BIDS: one onset "
+            "per slice): the slice rate of the MR-quality metrics is taken from its onsets",
+            origin["SliceTiming"],
+            len(onsets),
+            Path(bold).name,
+            shape[axis],
+            "ijk"[axis],
+        )
 
 
 def resolve_tr(
@@ -382,8 +420,9 @@ def check_eeg_sidecar(eeg: Path, bids_dir: Path, *, sfreq: float | None = None) 
     return typed
 
 
-def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
-    """Before any work: the EEG sidecars, channels.tsv and events.tsv of every run.
+def check_run_inputs(pairs: Sequence, bids_dir: Path, *, dummy_scans: int = 0) -> None:
+    """Before any work: the EEG sidecars, channels.tsv and events.tsv of every run, and
+    that ``--dummy-scans`` leaves volumes in every BOLD run.
 
     BOLD sidecars are checked when the runs are paired (they give the TR).
 
@@ -391,12 +430,16 @@ def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
     ------
     DataError
         A defect that would make the run's results wrong (named with its file).
+    UsageError
+        ``--dummy-scans`` leaves fewer than two volumes of a BOLD run.
     """
     from bids_eeg2fmri.bidsio.events import read_event_markers
     from bids_eeg2fmri.signals.eeg import EEGError, read_raw
 
     root = Path(bids_dir).resolve()
     for pair in pairs:
+        if pair.bold is not None and dummy_scans:
+            _check_dummy_scans(pair.bold, dummy_scans)
         raw_eeg = root in Path(pair.eeg).resolve().parents  # not an --eeg-derivatives file
         try:
             raw = read_raw(pair.eeg, preload=False)
@@ -416,3 +459,16 @@ def check_run_inputs(pairs: Sequence, bids_dir: Path) -> None:
                 read_channel_rows(pair.channels_tsv)
         if pair.events_tsv is not None:
             read_event_markers(pair.events_tsv)
+
+
+def _check_dummy_scans(bold: Path, dummy_scans: int) -> None:
+    import nibabel as nib
+
+    from bids_eeg2fmri.errors import UsageError
+
+    shape = nib.load(bold).shape
+    if len(shape) == 4 and shape[3] - dummy_scans < 2:
+        raise UsageError(
+            f"--dummy-scans {dummy_scans}: {Path(bold).name} has {shape[3]} volumes, "
+            f"{max(0, shape[3] - dummy_scans)} would be left (at least 2 volumes kept)"
+        )

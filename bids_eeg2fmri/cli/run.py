@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = int(args.get("verbose", 0))
     _setup_logging(verbose)
     try:
-        config = _configure(args)
-        _run(config, command=[PROG, *argv])
+        config, origin = _configure(args)
+        _run(config, command=[PROG, *argv], origin=origin)
     except Eeg2FmriError as err:
         return _fail(str(err), err.exit_code, verbose)
     except KeyboardInterrupt:
@@ -110,7 +110,7 @@ def _configure(args: dict):
     if "mem_gb" in args:
         origin["mem_gb"] = "--mem"
     run_uuid = f"{_dt.datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
-    return make_config(options, origin=origin, run_uuid=run_uuid)
+    return make_config(options, origin=origin, run_uuid=run_uuid), origin
 
 
 _POSITIONALS = ("bids_dir", "output_dir", "analysis_level")
@@ -122,7 +122,7 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def check_locations(config) -> None:
     """BIDS_DIR is a dataset; OUTPUT_DIR, the work dir and the index stay out of it."""
-    from bids_eeg2fmri.bidsio.derivatives import check_existing_output
+    from bids_eeg2fmri.bidsio.derivatives import check_eeg_derivatives, check_existing_output
     from bids_eeg2fmri.errors import BIDSValidationError
 
     bids_dir = config.run.bids_dir
@@ -159,6 +159,7 @@ def check_locations(config) -> None:
                 f"pass {flag} DIR outside it"
             )
     check_existing_output(output)
+    check_eeg_derivatives(config.selection.eeg_derivatives)
 
 
 def _make_dirs(*folders: Path) -> None:
@@ -174,7 +175,7 @@ def _make_dirs(*folders: Path) -> None:
             ) from None
 
 
-def _run(config, *, command: list[str]) -> None:
+def _run(config, *, command: list[str], origin: dict[str, str] | None = None) -> None:
     from bids_eeg2fmri.bidsio.files import write_text_atomic
     from bids_eeg2fmri.bidsio.layout import check_participant_labels
     from bids_eeg2fmri.config import to_toml_dict
@@ -183,9 +184,15 @@ def _run(config, *, command: list[str]) -> None:
     if config.workflow.model is not None and config.run.analysis_level == "participant":
         from bids_eeg2fmri.models.cards import check_model
 
-        check_model(config.workflow.model)  # a bad --model fails before anything is written
+        model, where = config.workflow.model, (origin or {}).get("model", "--model")
+        config_file = where.rsplit(": ", 1)[0]  # "<config file>: model" when it came from one
+        named = f"--model {model}" if where == "--model" else f"{model} (model in {config_file})"
+        check_model(model, named=named)  # a bad --model fails before anything is written
     if config.selection.participant_label:
         check_participant_labels(config.run.bids_dir, config.selection.participant_label)
+    if config.workflow.holdout_label:  # absent ones are a usage error before any step
+        holdout = config.workflow.holdout_label
+        check_participant_labels(config.run.bids_dir, holdout, option="--holdout-label: ")
 
     output, work = config.run.output_dir, config.execution.work_dir
     logs = output / "logs"
@@ -276,7 +283,7 @@ def _preprocess(config, layout, selection) -> None:
         bold_filters=config.selection.bids_filters.get("bold"),
         eeg_derivatives=config.selection.eeg_derivatives,
     )
-    check_run_inputs(pairs, config.run.bids_dir)  # before anything is written for them
+    check_run_inputs(pairs, config.run.bids_dir, dummy_scans=config.workflow.dummy_scans)
     write_derivative_description(config.run.output_dir, config.run.bids_dir, os.environ)
     for pair in pairs:
         LOGGER.info(

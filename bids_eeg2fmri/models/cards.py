@@ -32,7 +32,7 @@ def card_path(model: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- the archive
-def check_model_archive(model: Path) -> dict:
+def check_model_archive(model: Path, *, named: str | None = None) -> dict:
     """Check that ``model`` is a readable Keras archive; return its ``config.json``.
 
     The archive's entries are read and CRC-checked (a truncated or damaged download fails
@@ -44,7 +44,7 @@ def check_model_archive(model: Path) -> dict:
         Missing, a folder, empty, not a zip archive, damaged, or without the Keras entries.
     """
     model = Path(model)
-    where = f"--model {model}"
+    where = named or f"--model {model}"
     expected = "a .keras model saved by bids-eeg2fmri --train"
     if not model.exists():
         raise UsageError(f"{where}: no such file ({expected})")
@@ -186,7 +186,7 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def read_card(model: Path) -> dict:
+def read_card(model: Path, *, named: str | None = None) -> dict:
     """The model card beside ``model``, every key it needs checked (types, values, and
     that its frequencies agree with its ``max_freq`` and ``tr``).
 
@@ -197,7 +197,7 @@ def read_card(model: Path) -> dict:
         the message names the card and the key.
     """
     path = card_path(model)
-    whose = f"the model card of --model {Path(model)}"
+    whose = f"the model card of {named or f'--model {Path(model)}'}"
     if not path.is_file():
         raise UsageError(f"{path}: no such file ({whose}, written beside it by --train)")
     try:
@@ -232,7 +232,12 @@ def read_card(model: Path) -> dict:
 
 
 def check_card_fits_network(
-    card: dict, shape: Sequence[int | None] | None, *, model: Path, output_grid=None
+    card: dict,
+    shape: Sequence[int | None] | None,
+    *,
+    model: Path,
+    output_grid=None,
+    named: str | None = None,
 ) -> None:
     """Compare a card with the network it describes.
 
@@ -253,7 +258,7 @@ def check_card_fits_network(
     UsageError
         The card's channels, frequencies, windows or grid differ from the network's.
     """
-    path = card_path(model)
+    path, named = card_path(model), named or f"--model {Path(model)}"
     if shape is not None and len(shape) >= 3:
         network = dict(zip(("channels", "frequencies", "windows"), shape[:3], strict=True))
         described = {
@@ -266,18 +271,18 @@ def check_card_fits_network(
             raise UsageError(
                 f"{path}: "
                 + ", ".join(f"{described[k]} {k}" for k in wrong)
-                + f" but --model {Path(model)} takes "
+                + f" but {named} takes "
                 + ", ".join(f"{network[k]} {k}" for k in wrong)
                 + " (the card written with the model: a card of another model?)"
             )
     if output_grid is not None and tuple(output_grid) != tuple(card["grid"]):
         raise UsageError(
-            f'{path}: key "grid" is {list(card["grid"])} but --model {Path(model)} outputs '
+            f'{path}: key "grid" is {list(card["grid"])} but {named} outputs '
             f"{list(output_grid)} (the card written with the model: a card of another model?)"
         )
 
 
-def check_model(model: Path) -> dict:
+def check_model(model: Path, *, named: str | None = None) -> dict:
     """Every check of ``--model FILE`` that needs no TensorFlow; returns its card.
 
     The archive (:func:`check_model_archive`), the card (:func:`read_card`), the card's
@@ -287,18 +292,20 @@ def check_model(model: Path) -> dict:
     Raises
     ------
     UsageError
-        With a one-line message naming ``--model``, the file and, for the card, the key.
+        With a one-line message naming ``--model``, the file and, for the card, the key;
+        ``named`` names the file otherwise (``m.keras (model in run.toml)``).
     """
     model = Path(model)
-    config = check_model_archive(model)
-    card = read_card(model)
+    config = check_model_archive(model, named=named)
+    card = read_card(model, named=named)
     if "sha256" in card and card["sha256"] != sha256(model):
         raise UsageError(
-            f'{card_path(model)}: key "sha256" differs from the SHA-256 of --model {model} '
+            f'{card_path(model)}: key "sha256" differs from the SHA-256 of '
+            f"{named or f'--model {model}'} "
             "(the hash of the file the card was written with: the model was replaced or "
             "corrupted; use the card saved with it, or retrain)"
         )
-    check_card_fits_network(card, input_shape(config), model=model)
+    check_card_fits_network(card, input_shape(config), model=model, named=named)
     return card
 
 

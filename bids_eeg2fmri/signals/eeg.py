@@ -93,6 +93,26 @@ def read_channel_types(path: Path) -> dict[str, str] | None:
     return types
 
 
+def bad_channels(path: Path) -> list[str]:
+    """The channels a ``_channels.tsv`` marks ``bad`` in its ``status`` column (BIDS), read
+    as :func:`read_channel_types` reads the file; none when it has no such column."""
+    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    tabs = "\t" in lines[0]
+    rows = list(csv.reader(lines, delimiter="\t")) if tabs else [line.split() for line in lines]
+    header = [h.strip().strip("\"'").lower() for h in rows[0]]
+    if "name" not in header or "status" not in header:
+        return []
+    i_name, i_status = header.index("name"), header.index("status")
+    return [
+        row[i_name].strip().strip("\"'")
+        for row in rows[1:]
+        if len(row) > max(i_name, i_status) and row[i_status].strip().strip("\"'").lower() == "bad"
+    ]
+
+
 def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=None) -> list[str]:
     """The channels that may enter the model: EEG, never ECG/EOG/EMG/misc/trigger.
 

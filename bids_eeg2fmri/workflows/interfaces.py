@@ -176,6 +176,19 @@ class EEGFeatures(SimpleInterface):
         except eeg_mod.EEGError as err:
             raise _named(err, inputs.eeg_file) from None
         source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
+        if isdefined(inputs.channels_tsv):
+            bad = set(eeg_mod.bad_channels(inputs.channels_tsv))
+            if bad & set(names):
+                LOGGER.warning(
+                    "%s: %d of %d EEG channels have status bad (%s): treated as missing "
+                    "channels, left out of the features (the model's among them are "
+                    "interpolated)",
+                    inputs.channels_tsv,
+                    len(bad & set(names)),
+                    len(names),
+                    ", ".join(n for n in names if n in bad),
+                )
+                names = [n for n in names if n not in bad]
         flat = eeg_mod.flat_channels(raw, names, label=str(source))  # the error names it
         if flat:
             LOGGER.warning(
