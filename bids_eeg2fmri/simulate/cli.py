@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument(
         "--slices",
         type=_positive_int,
-        default=32,
-        help="slices per volume of the gradient artifact (default: 32)",
+        default=None,
+        help="slices per volume of the gradient artifact (default: the BOLD grid's third "
+        "size, so that SliceTiming holds one onset per slice)",
     )
     mr.add_argument(
         "--slice-markers",

@@ -77,7 +77,7 @@ class SimulationConfig:
     drift_pct: float = 1.0
     # raw in-scanner EEG (simulate/mr_artifacts.py): which artifacts, and the scanner
     mr_artifacts: tuple[str, ...] = ()
-    n_slices: int = 32
+    n_slices: int | None = None  # None: the BOLD grid's slices (one SliceTiming per slice)
     slice_markers: bool = False
     n_unmarked: int = 3  # volumes before the first marker: artifacts, no marker
     clock_drift_ppm: float = 20.0
@@ -94,6 +94,10 @@ class SimulationConfig:
         return tuple(
             round(f / n, 4) for f, n in zip(anatomy.DEFAULT_FOV_MM, self.grid, strict=True)
         )
+
+    def slices(self) -> int:
+        """Slices per volume: ``n_slices``, else the BOLD grid's third size."""
+        return int(self.n_slices) if self.n_slices is not None else int(self.grid[2])
 
     def check(self) -> None:
         """Raise ValueError naming the first invalid setting."""
@@ -129,13 +133,13 @@ class SimulationConfig:
                 f"unknown MR artifact(s) {', '.join(sorted(unknown))}: expected "
                 f"{' and/or '.join(mr_artifacts.MR_ARTIFACT_KINDS)}"
             )
-        if self.n_slices < 2:
-            raise ValueError(f"n_slices must be at least 2, got {self.n_slices}")
+        if self.slices() < 2:
+            raise ValueError(f"n_slices must be at least 2, got {self.slices()}")
         if "gradient" in self.mr_artifacts:
-            period = self.tr * 0.985 / self.n_slices
+            period = self.tr * 0.985 / self.slices()
             if period * self.sfreq < 8:
                 raise ValueError(
-                    f"{self.n_slices} slices per {self.tr:g} s TR last {period * 1e3:.1f} ms "
+                    f"{self.slices()} slices per {self.tr:g} s TR last {period * 1e3:.1f} ms "
                     f"each, under 8 samples at {self.sfreq:g} Hz: raise --sfreq or lower "
                     "--slices"
                 )
@@ -256,7 +260,7 @@ def simulate_run(
             n_marked=n_markers,
             n_unmarked=config.n_unmarked,
             tr=tr,
-            n_slices=config.n_slices,
+            n_slices=config.slices(),
             drift_ppm=config.clock_drift_ppm,
             jitter_s=config.timing_jitter_s,
         )
@@ -329,7 +333,7 @@ def simulate_run(
         summary["mr_artifacts"] = list(config.mr_artifacts)
     if scanner is not None:
         summary.update(
-            n_slices=config.n_slices,
+            n_slices=config.slices(),
             slice_period_s=round(scanner.slice_period, 9),
             n_unmarked_volumes=config.n_unmarked,
             clock_drift_ppm=config.clock_drift_ppm,

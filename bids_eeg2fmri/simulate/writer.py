@@ -534,7 +534,7 @@ def _mr_readme(config: SimulationConfig) -> str:
     parts = []
     if "gradient" in config.mr_artifacts:
         parts.append(
-            f"the gradient artifact of {config.n_slices} slices per volume (SliceTiming in "
+            f"the gradient artifact of {config.slices()} slices per volume (SliceTiming in "
             f"the BOLD sidecars), {config.gradient_scale[0]:g}-{config.gradient_scale[1]:g} "
             f"times each channel's EEG, a scanner clock {config.clock_drift_ppm:g} ppm off "
             f"the EEG's, and {config.n_unmarked} unmarked volume(s) before the first marker"
