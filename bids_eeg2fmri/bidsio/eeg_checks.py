@@ -9,6 +9,7 @@ logged once as a WARNING naming the file and what was done.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -57,6 +58,8 @@ class BrainVisionHeader:
     common: dict[str, str] = field(default_factory=dict)
     binary_format: str | None = None
     n_listed: int = 0  # entries ``Ch<n>=`` in [Channel Infos]
+    #: (key, name, resolution) of each ``Ch<n>=<name>,<ref>,<resolution>,...`` entry
+    channels: tuple[tuple[str, str, str], ...] = ()
 
     def file(self, key: str) -> Path | None:
         """The file named by ``DataFile`` or ``MarkerFile`` (beside the header), or None."""
@@ -68,7 +71,7 @@ def read_brainvision_header(path: Path) -> BrainVisionHeader:
     """The keys of a ``.vhdr`` that matter here (lines ``key=value`` under ``[section]``;
     keys before any section count as ``[Common Infos]``)."""
     path = Path(path)
-    section, common, binary, n_listed = "common infos", {}, None, 0
+    section, common, binary, channels = "common infos", {}, None, []
     text = path.read_text(encoding="utf-8", errors="replace")
     for line in text.splitlines():
         line = line.strip()
@@ -86,8 +89,10 @@ def read_brainvision_header(path: Path) -> BrainVisionHeader:
         elif section == "binary infos" and key == "binaryformat":
             binary = value.upper()
         elif section == "channel infos" and re.fullmatch(r"ch\d+", key):
-            n_listed += 1
-    return BrainVisionHeader(path, common, binary, n_listed)
+            fields = [f.strip().replace("\\1", ",") for f in value.split(",")]
+            resolution = fields[2] if len(fields) > 2 else ""
+            channels.append((f"Ch{key[2:]}", fields[0], resolution))
+    return BrainVisionHeader(path, common, binary, len(channels), tuple(channels))
 
 
 def check_brainvision(vhdr: Path) -> None:
@@ -112,8 +117,49 @@ def check_brainvision(vhdr: Path) -> None:
             f"{vhdr}: its data file {data.name!r} is missing (expected at {data}, as the "
             f"header's DataFile says{hint})"
         )
+    _check_numbers(header)
     _check_channel_count(header, data)
     _check_marker_file(header, data)
+
+
+def _check_numbers(header: BrainVisionHeader) -> None:
+    """The keys MNE would fail on with a bare ``int()``/``float()`` error or a division by
+    zero, and channel names it would mangle: one line naming the key."""
+    vhdr, common = header.path, header.common
+    count = common.get("numberofchannels")
+    if count is not None and not (count.isdigit() and int(count) > 0):
+        raise EEGError(f"{vhdr}: NumberOfChannels={count} (a positive whole number expected)")
+    interval = common.get("samplinginterval")
+    if interval is not None and not _positive(interval):
+        raise EEGError(
+            f"{vhdr}: SamplingInterval={interval} (a positive number of microseconds expected)"
+        )
+    seen: dict[str, str] = {}
+    for key, name, resolution in header.channels:
+        if not name:
+            raise EEGError(f"{vhdr}: {key} has no channel name (a name per channel expected)")
+        if name in seen:
+            raise EEGError(
+                f"{vhdr}: channel name {name!r} is used by {seen[name]} and {key} (unique "
+                "channel names expected)"
+            )
+        seen[name] = key
+        if resolution and (not _number(resolution) or float(resolution) == 0):
+            raise EEGError(
+                f"{vhdr}: {key}={name}: resolution {resolution!r} (a non-zero number of units "
+                "per bit expected, or none for 1)"
+            )
+
+
+def _number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _positive(text: str) -> bool:
+    return _number(text) and float(text) > 0
 
 
 def _check_channel_count(header: BrainVisionHeader, data: Path) -> None:
