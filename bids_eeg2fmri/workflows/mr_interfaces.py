@@ -76,6 +76,8 @@ class MRCorrection(SimpleInterface):
             ecg_pick = _ecg_pick(
                 raw.ch_names, types, inputs.ecg_channel if _given(inputs.ecg_channel) else None
             )
+            picks = eeg_picks + ([ecg_pick] if ecg_pick is not None else [])
+            eeg_mod.check_finite(raw, picks, label=str(inputs.eeg_file))
             annotations = raw.annotations
             slices = None
             if _given(inputs.slice_marker):
