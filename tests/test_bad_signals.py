@@ -9,6 +9,7 @@ one-run simulated dataset (input unchanged, no derivatives of the failed run).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 from pathlib import Path
 
@@ -197,3 +198,20 @@ def test_an_ecg_sampled_too_slowly_for_the_qrs_band_is_a_pulse_error():
         mr_pulse.PulseError, match=r"^the ECG is sampled at 50 Hz, too slowly to find R peaks"
     ):
         mr_pulse.find_r_peaks(ecg, 50.0)
+
+
+def test_an_ansi_marker_file_is_read_from_a_utf8_copy(tmp_path, caplog):
+    vhdr = _vhdr(tmp_path, GOOD)
+    (tmp_path / "x_eeg.vmrk").write_bytes(
+        "Brain Vision Data Exchange Marker File, Version 1.0\n; exportiert für Müller\n\n"
+        "[Common Infos]\nCodepage=ANSI\nDataFile=x_eeg.eeg\n\n[Marker Infos]\n"
+        "Mk1=Response,R128,5,1,0\n".encode("cp1252")
+    )
+    with caplog.at_level(logging.WARNING, logger="bids_eeg2fmri"):
+        raw = eeg_mod.read_raw(vhdr)  # was: "UnicodeDecodeError: 'utf-8' codec can't decode"
+    assert list(raw.annotations.description) == ["Response/R128"]
+    assert raw.filenames[0] == tmp_path / "x_eeg.eeg"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}/x_eeg.vmrk: not UTF-8 text, which MNE needs: read from a UTF-8 copy "
+        "(decoded as cp1252)"
+    ]

@@ -8,9 +8,11 @@ logged once as a WARNING naming the file and what was done.
 
 from __future__ import annotations
 
+import locale
 import logging
 import math
 import re
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -221,6 +223,52 @@ def _check_marker_file(header: BrainVisionHeader, data: Path) -> None:
         )
 
 
+@contextmanager
+def readable_markers(vhdr: Path) -> Iterator[Path]:
+    """The header MNE should read: ``vhdr`` itself, or, when its marker file is not text in
+    the locale's encoding (an ``ANSI`` marker file with an accented comment: MNE opens it
+    with that encoding to find the date and fails), a copy of the header beside a UTF-8
+    copy of the marker file, in a temporary folder (the data file is read where it is)."""
+    header = read_brainvision_header(vhdr)
+    markers, data = header.file("MarkerFile"), header.file("DataFile")
+    if markers is None or data is None or not markers.is_file():
+        yield vhdr
+        return
+    raw = markers.read_bytes()
+    try:
+        raw.decode(locale.getpreferredencoding(False))
+    except (UnicodeDecodeError, LookupError):
+        pass
+    else:
+        yield vhdr
+        return
+    found = re.search(rb"Codepage=(\S+)", raw, re.IGNORECASE)
+    codepage = found.group(1).decode("ascii", "replace") if found else "latin-1"
+    codepage = {"ANSI": "cp1252", "UTF-8": "latin-1"}.get(codepage.upper(), codepage)
+    try:
+        text = raw.decode(codepage)
+    except (UnicodeDecodeError, LookupError):
+        text = raw.decode("latin-1")
+    warn_once(
+        f"{markers}: not {locale.getpreferredencoding(False)} text, which MNE needs: read "
+        f"from a UTF-8 copy (decoded as {codepage})"
+    )
+    with tempfile.TemporaryDirectory(prefix="bids-eeg2fmri-vmrk-") as folder:
+        copy = Path(folder) / vhdr.name
+        (Path(folder) / "markers.vmrk").write_text(
+            re.sub(r"(?im)^Codepage=.*$", "Codepage=UTF-8", text), encoding="utf-8"
+        )
+        lines = vhdr.read_bytes().splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            key = line.split(b"=", 1)[0].strip().lower()
+            if key == b"markerfile":
+                lines[i] = b"MarkerFile=markers.vmrk\n"
+            elif key == b"datafile":
+                lines[i] = b"DataFile=" + str(data.resolve()).encode("utf-8") + b"\n"
+        copy.write_bytes(b"".join(lines))
+        yield copy
+
+
 def check_eeglab_data(raw, path: Path) -> None:
     """An EEGLAB recording whose samples are in a separate ``.fdt`` (float32, read only
     when needed) must hold all of them: MNE finds a short one only when it reads it.
@@ -295,18 +343,19 @@ def relevant_mne_warnings(messages: list[str]) -> list[str]:
     return keep
 
 
-def read_or_fail(reader: Callable, path: Path, **kwargs):
+def read_or_fail(reader: Callable, path: Path, *, named: Path | None = None, **kwargs):
     """``reader(path, **kwargs)`` with MNE's warnings surfaced and any failure as one
-    :class:`EEGError` line naming the file."""
+    :class:`EEGError` line naming the file (``named``, when ``path`` is a stand-in)."""
+    named = path if named is None else named
     fmt = {".vhdr": "BrainVision", ".edf": "EDF", ".bdf": "BDF", ".set": "EEGLAB"}.get(
         Path(path).suffix, "EEG"
     )
     try:
-        with mne_warnings(path):
+        with mne_warnings(named):
             return reader(path, verbose="warning", **kwargs)
     except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
         reason = " ".join(str(err).split()) or "no message"
         raise EEGError(
-            f"{path}: cannot read the EEG: {type(err).__name__}: {reason} (a complete, "
+            f"{named}: cannot read the EEG: {type(err).__name__}: {reason} (a complete, "
             f"readable {fmt} file expected)"
         ) from None

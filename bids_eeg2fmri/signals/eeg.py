@@ -15,6 +15,7 @@ from bids_eeg2fmri.bidsio.eeg_checks import (
     check_brainvision,
     check_eeglab_data,
     read_or_fail,
+    readable_markers,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ def read_raw(path: Path, *, preload: bool = True):
         raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)} expected)")
     if path.suffix == ".vhdr":
         check_brainvision(path)
-    raw = read_or_fail(readers[path.suffix], path, preload=preload)
+        with readable_markers(path) as header:
+            raw = read_or_fail(readers[path.suffix], header, preload=preload, named=path)
+    else:
+        raw = read_or_fail(readers[path.suffix], path, preload=preload)
     if path.suffix == ".set" and not preload:
         check_eeglab_data(raw, path)
     if raw.n_times == 0:
