@@ -165,11 +165,18 @@ def _run(bids: Path, tmp_path: Path, capsys) -> tuple[int, list[str], str]:
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize(
-    ("kind", "value"), [("plain", np.inf), ("in-scanner", np.nan)], ids=["inf", "nan-in-scanner"]
+    ("kind", "value", "misc"),
+    [("plain", np.inf, False), ("in-scanner", np.nan, False), ("in-scanner", np.nan, True)],
+    ids=["inf", "nan-in-scanner", "nan-misc-in-scanner"],
 )
-def test_non_finite_eeg_stops_the_run_before_the_mr_step(datasets, tmp_path, capsys, kind, value):
+def test_non_finite_eeg_stops_the_run_before_the_mr_step(
+    datasets, tmp_path, capsys, kind, value, misc
+):
     bids = Path(shutil.copytree(datasets[kind], tmp_path / "ds"))
     data = bids / EEG_DIR / f"{RUN}_eeg.eeg"
+    if misc:  # F4 typed MISC: not EEG, but the gradient step corrects it too
+        tsv = bids / EEG_DIR / f"{RUN}_channels.tsv"
+        tsv.write_text(tsv.read_text().replace("F4\tEEG", "F4\tMISC"))
     samples = np.fromfile(data, "<f4").reshape(-1, 9)
     samples[len(samples) // 2, 3] = value  # F4
     samples.tofile(data)
