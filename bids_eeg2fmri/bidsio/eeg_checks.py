@@ -8,8 +8,11 @@ logged once as a WARNING naming the file and what was done.
 
 from __future__ import annotations
 
+import locale
 import logging
+import math
 import re
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +60,8 @@ class BrainVisionHeader:
     common: dict[str, str] = field(default_factory=dict)
     binary_format: str | None = None
     n_listed: int = 0  # entries ``Ch<n>=`` in [Channel Infos]
+    #: (key, name, resolution) of each ``Ch<n>=<name>,<ref>,<resolution>,...`` entry
+    channels: tuple[tuple[str, str, str], ...] = ()
 
     def file(self, key: str) -> Path | None:
         """The file named by ``DataFile`` or ``MarkerFile`` (beside the header), or None."""
@@ -68,7 +73,7 @@ def read_brainvision_header(path: Path) -> BrainVisionHeader:
     """The keys of a ``.vhdr`` that matter here (lines ``key=value`` under ``[section]``;
     keys before any section count as ``[Common Infos]``)."""
     path = Path(path)
-    section, common, binary, n_listed = "common infos", {}, None, 0
+    section, common, binary, channels = "common infos", {}, None, []
     text = path.read_text(encoding="utf-8", errors="replace")
     for line in text.splitlines():
         line = line.strip()
@@ -86,8 +91,10 @@ def read_brainvision_header(path: Path) -> BrainVisionHeader:
         elif section == "binary infos" and key == "binaryformat":
             binary = value.upper()
         elif section == "channel infos" and re.fullmatch(r"ch\d+", key):
-            n_listed += 1
-    return BrainVisionHeader(path, common, binary, n_listed)
+            fields = [f.strip().replace("\\1", ",") for f in value.split(",")]
+            resolution = fields[2] if len(fields) > 2 else ""
+            channels.append((f"Ch{key[2:]}", fields[0], resolution))
+    return BrainVisionHeader(path, common, binary, len(channels), tuple(channels))
 
 
 def check_brainvision(vhdr: Path) -> None:
@@ -112,8 +119,49 @@ def check_brainvision(vhdr: Path) -> None:
             f"{vhdr}: its data file {data.name!r} is missing (expected at {data}, as the "
             f"header's DataFile says{hint})"
         )
+    _check_numbers(header)
     _check_channel_count(header, data)
     _check_marker_file(header, data)
+
+
+def _check_numbers(header: BrainVisionHeader) -> None:
+    """The keys MNE would fail on with a bare ``int()``/``float()`` error or a division by
+    zero, and channel names it would mangle: one line naming the key."""
+    vhdr, common = header.path, header.common
+    count = common.get("numberofchannels")
+    if count is not None and not (count.isdigit() and int(count) > 0):
+        raise EEGError(f"{vhdr}: NumberOfChannels={count} (a positive whole number expected)")
+    interval = common.get("samplinginterval")
+    if interval is not None and not _positive(interval):
+        raise EEGError(
+            f"{vhdr}: SamplingInterval={interval} (a positive number of microseconds expected)"
+        )
+    seen: dict[str, str] = {}
+    for key, name, resolution in header.channels:
+        if not name:
+            raise EEGError(f"{vhdr}: {key} has no channel name (a name per channel expected)")
+        if name in seen:
+            raise EEGError(
+                f"{vhdr}: channel name {name!r} is used by {seen[name]} and {key} (unique "
+                "channel names expected)"
+            )
+        seen[name] = key
+        if resolution and (not _number(resolution) or float(resolution) == 0):
+            raise EEGError(
+                f"{vhdr}: {key}={name}: resolution {resolution!r} (a non-zero number of units "
+                "per bit expected, or none for 1)"
+            )
+
+
+def _number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _positive(text: str) -> bool:
+    return _number(text) and float(text) > 0
 
 
 def _check_channel_count(header: BrainVisionHeader, data: Path) -> None:
@@ -173,6 +221,52 @@ def _check_marker_file(header: BrainVisionHeader, data: Path) -> None:
             f"{markers}: names data file {named.name!r} but its header {vhdr.name} names "
             f"{data.name!r}: using the header's"
         )
+
+
+@contextmanager
+def readable_markers(vhdr: Path) -> Iterator[Path]:
+    """The header MNE should read: ``vhdr`` itself, or, when its marker file is not text in
+    the locale's encoding (an ``ANSI`` marker file with an accented comment: MNE opens it
+    with that encoding to find the date and fails), a copy of the header beside a UTF-8
+    copy of the marker file, in a temporary folder (the data file is read where it is)."""
+    header = read_brainvision_header(vhdr)
+    markers, data = header.file("MarkerFile"), header.file("DataFile")
+    if markers is None or data is None or not markers.is_file():
+        yield vhdr
+        return
+    raw = markers.read_bytes()
+    try:
+        raw.decode(locale.getpreferredencoding(False))
+    except (UnicodeDecodeError, LookupError):
+        pass
+    else:
+        yield vhdr
+        return
+    found = re.search(rb"Codepage=(\S+)", raw, re.IGNORECASE)
+    codepage = found.group(1).decode("ascii", "replace") if found else "latin-1"
+    codepage = {"ANSI": "cp1252", "UTF-8": "latin-1"}.get(codepage.upper(), codepage)
+    try:
+        text = raw.decode(codepage)
+    except (UnicodeDecodeError, LookupError):
+        text = raw.decode("latin-1")
+    warn_once(
+        f"{markers}: not {locale.getpreferredencoding(False)} text, which MNE needs: read "
+        f"from a UTF-8 copy (decoded as {codepage})"
+    )
+    with tempfile.TemporaryDirectory(prefix="bids-eeg2fmri-vmrk-") as folder:
+        copy = Path(folder) / vhdr.name
+        (Path(folder) / "markers.vmrk").write_text(
+            re.sub(r"(?im)^Codepage=.*$", "Codepage=UTF-8", text), encoding="utf-8"
+        )
+        lines = vhdr.read_bytes().splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            key = line.split(b"=", 1)[0].strip().lower()
+            if key == b"markerfile":
+                lines[i] = b"MarkerFile=markers.vmrk\n"
+            elif key == b"datafile":
+                lines[i] = b"DataFile=" + str(data.resolve()).encode("utf-8") + b"\n"
+        copy.write_bytes(b"".join(lines))
+        yield copy
 
 
 def check_eeglab_data(raw, path: Path) -> None:
@@ -249,18 +343,19 @@ def relevant_mne_warnings(messages: list[str]) -> list[str]:
     return keep
 
 
-def read_or_fail(reader: Callable, path: Path, **kwargs):
+def read_or_fail(reader: Callable, path: Path, *, named: Path | None = None, **kwargs):
     """``reader(path, **kwargs)`` with MNE's warnings surfaced and any failure as one
-    :class:`EEGError` line naming the file."""
+    :class:`EEGError` line naming the file (``named``, when ``path`` is a stand-in)."""
+    named = path if named is None else named
     fmt = {".vhdr": "BrainVision", ".edf": "EDF", ".bdf": "BDF", ".set": "EEGLAB"}.get(
         Path(path).suffix, "EEG"
     )
     try:
-        with mne_warnings(path):
+        with mne_warnings(named):
             return reader(path, verbose="warning", **kwargs)
     except Exception as err:  # noqa: BLE001 - readers raise many types for bad files
         reason = " ".join(str(err).split()) or "no message"
         raise EEGError(
-            f"{path}: cannot read the EEG: {type(err).__name__}: {reason} (a complete, "
+            f"{named}: cannot read the EEG: {type(err).__name__}: {reason} (a complete, "
             f"readable {fmt} file expected)"
         ) from None

@@ -20,11 +20,17 @@ def check_bold(data: np.ndarray, *, name: str) -> None:
     """A BOLD run must be 4-D with at least two volumes, finite values, and not be flat
     (every voxel constant over time: nothing to learn or to evaluate against)."""
     if data.ndim != 4:
-        raise BoldError(f"{name}: BOLD must be 4-D (x, y, z, time), got shape {data.shape}")
+        raise BoldError(
+            f"{name}: BOLD must be 4-D (x, y, z, time), got shape {data.shape} (a 4-D run expected)"
+        )
     if data.shape[3] < 2:
-        raise BoldError(f"{name}: BOLD has {data.shape[3]} volume(s)")
-    if not np.all(np.isfinite(data)):
-        raise BoldError(f"{name}: BOLD holds NaN or infinite values")
+        raise BoldError(f"{name}: BOLD has {data.shape[3]} volume(s) (at least 2 expected)")
+    finite = np.isfinite(data).all(axis=3)
+    if not finite.all():
+        raise BoldError(
+            f"{name}: BOLD holds NaN or infinite values in {finite.size - finite.sum()} of "
+            f"{finite.size} voxels (finite values expected)"
+        )
     first = data[..., 0]
     if all(np.array_equal(data[..., t], first) for t in range(1, data.shape[3])):
         what = "all zero" if not np.any(first) else "the same in every volume"

@@ -15,6 +15,7 @@ from bids_eeg2fmri.bidsio.eeg_checks import (
     check_brainvision,
     check_eeglab_data,
     read_or_fail,
+    readable_markers,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ LOGGER = logging.getLogger(__name__)
 MONTAGE = "easycap-M1"
 #: Names of non-EEG channels that recorders often type as EEG in the data file.
 NON_EEG_NAME = re.compile(
-    r"^(?:ECG|EKG|EOG|[VH]EOG|EMG|EXG\d*|TRIG(?:GER)?|STI\d*|STATUS|RESP|GSR|PULSE)\d*$",
+    r"^(?:ECG|EKG|EOG|[VH]EOG|EMG|EXG\d*|TRIG(?:GER)?|STI\d*|STATUS|RESP|GSR|PULSE)\d*"
+    r"(?:-\d+)?$",  # MNE numbers duplicated names: ECG-0, ECG-1
     re.IGNORECASE,
 )
 
@@ -56,12 +58,45 @@ def read_raw(path: Path, *, preload: bool = True):
         raise EEGError(f"{path}: not a BIDS EEG format ({', '.join(readers)} expected)")
     if path.suffix == ".vhdr":
         check_brainvision(path)
-    raw = read_or_fail(readers[path.suffix], path, preload=preload)
+        with readable_markers(path) as header:
+            raw = read_or_fail(readers[path.suffix], header, preload=preload, named=path)
+    else:
+        raw = read_or_fail(readers[path.suffix], path, preload=preload)
     if path.suffix == ".set" and not preload:
         check_eeglab_data(raw, path)
     if raw.n_times == 0:
         raise EEGError(f"{path}: the recording holds no samples (at least one expected)")
+    _refuse_duplicated_eeg_names(raw.ch_names, path)
     return raw
+
+
+def duplicated_names(ch_names: Sequence[str]) -> dict[str, list[str]]:
+    """Names MNE made unique with running numbers (``Fp1`` twice -> ``Fp1-0``, ``Fp1-1``):
+    stem -> the numbered names, for the stems not themselves a channel name."""
+    numbered: dict[str, list[str]] = {}
+    for name in ch_names:
+        stem, sep, number = name.rpartition("-")
+        if sep and number.isdigit():
+            numbered.setdefault(stem, []).append(name)
+    return {
+        stem: names
+        for stem, names in numbered.items()
+        if stem not in ch_names
+        and sorted(n.rpartition("-")[2] for n in names) == [str(i) for i in range(len(names))]
+        and len(names) > 1
+    }
+
+
+def _refuse_duplicated_eeg_names(ch_names: Sequence[str], path: Path) -> None:
+    """Two channels with one EEG name: which electrode each is cannot be known (duplicated
+    non-EEG names, ``ECG`` or ``EMG``, only get MNE's warning)."""
+    eeg = [stem for stem in duplicated_names(ch_names) if not NON_EEG_NAME.match(stem)]
+    if eeg:
+        counts = ", ".join(f"{s} x {len(duplicated_names(ch_names)[s])}" for s in eeg)
+        raise EEGError(
+            f"{path}: channel name(s) used more than once: {counts} (a unique name per EEG "
+            "channel expected: which electrode each is cannot be told)"
+        )
 
 
 def read_channel_types(path: Path) -> dict[str, str] | None:
@@ -191,6 +226,39 @@ def flat_channels(
     return flat
 
 
+def check_finite(raw, picks: Sequence[int], *, label: str, seconds: float = 60.0) -> None:
+    """Refuse NaN or infinite samples in the channels ``picks`` (read ``seconds`` at a
+    time): the MR correction's fits and the features would fail on them or spread them.
+
+    Raises
+    ------
+    EEGError
+        Naming the channels (at most five) and the time of the first such sample.
+    """
+    picks = [int(p) for p in picks]
+    if not picks:
+        return
+    sfreq = float(raw.info["sfreq"])
+    step = max(1, int(seconds * sfreq))
+    bad: dict[str, float] = {}
+    for start in range(0, raw.n_times, step):
+        block = raw.get_data(picks=picks, start=start, stop=min(start + step, raw.n_times))
+        finite = np.isfinite(block)
+        if finite.all():
+            continue
+        for pick, row in zip(picks, finite, strict=True):
+            name = raw.ch_names[pick]
+            if name not in bad and not row.all():
+                bad[name] = (start + int(np.argmin(row))) / sfreq
+    if bad:
+        ordered = [raw.ch_names[p] for p in picks if raw.ch_names[p] in bad]
+        names = ", ".join(ordered[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise EEGError(
+            f"{label}: NaN or infinite samples in channel(s) {names}, the first at "
+            f"{min(bad.values()):.3f} s (finite samples expected)"
+        )
+
+
 def model_channel_data(
     raw, eeg_names: Sequence[str], model_channels: Sequence[str], *, min_fraction: float = 0.75
 ) -> tuple[np.ndarray, list[str]]:
@@ -242,7 +310,9 @@ def model_channel_data(
     data = picked.get_data(picks=list(model_channels))
     if not np.all(np.isfinite(data)):
         bad = [c for c, row in zip(model_channels, data, strict=True) if not np.isfinite(row).all()]
-        raise EEGError(f"NaN or infinite samples in channel(s) {', '.join(bad[:5])}")
+        raise EEGError(
+            f"NaN or infinite samples in channel(s) {', '.join(bad[:5])} (finite samples expected)"
+        )
     return data, missing
 
 

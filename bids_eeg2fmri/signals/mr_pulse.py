@@ -31,6 +31,8 @@ DEFAULT_STOP = 0.8
 #: Plausible resting heart rates (beats per minute) and beat-to-beat variability.
 HEART_RATE_RANGE = (40.0, 160.0)
 MAX_RR_CV = 0.25
+#: Band (Hz) of the QRS detection (MNE's find_ecg_events defaults, passed explicitly).
+ECG_BAND = (5.0, 35.0)
 
 
 class PulseError(ValueError):
@@ -101,7 +103,7 @@ def find_r_peaks(ecg: np.ndarray, sfreq: float) -> Heartbeats:
     Raises
     ------
     PulseError
-        A flat or non-finite trace.
+        A flat or non-finite trace, or one sampled too slowly for MNE's QRS band.
     """
     import mne
 
@@ -111,8 +113,15 @@ def find_r_peaks(ecg: np.ndarray, sfreq: float) -> Heartbeats:
         raise PulseError("the ECG holds NaN or infinite samples")
     if np.ptp(ecg) <= 0:
         raise PulseError("the ECG is flat")
+    if sfreq <= 2 * ECG_BAND[1]:
+        raise PulseError(
+            f"the ECG is sampled at {sfreq:g} Hz, too slowly to find R peaks (more than "
+            f"{2 * ECG_BAND[1]:g} Hz expected)"
+        )
     raw = mne.io.RawArray(ecg[None], mne.create_info(["ECG"], sfreq, "ecg"), verbose="error")
-    events, _, _ = mne.preprocessing.find_ecg_events(raw, ch_name="ECG", verbose="error")
+    events, _, _ = mne.preprocessing.find_ecg_events(
+        raw, ch_name="ECG", l_freq=ECG_BAND[0], h_freq=ECG_BAND[1], verbose="error"
+    )
     first = np.unique(events[:, 0] - raw.first_samp) if len(events) else np.empty(0, int)
     return Heartbeats(_matched_peaks(ecg, sfreq, first) / sfreq, duration)
 

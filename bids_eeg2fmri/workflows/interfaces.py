@@ -23,7 +23,10 @@ LOGGER = logging.getLogger("bids_eeg2fmri")
 
 
 def _named(err: Exception, path: str) -> Exception:
-    """The same exception type with the file name in front of its message."""
+    """The same exception type with the file name in front of its message (unless the
+    message names the file already)."""
+    if str(err).startswith(f"{path}: "):
+        return err
     return type(err)(f"{Path(path).name}: {err}")
 
 

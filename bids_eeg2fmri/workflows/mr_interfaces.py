@@ -76,6 +76,8 @@ class MRCorrection(SimpleInterface):
             ecg_pick = _ecg_pick(
                 raw.ch_names, types, inputs.ecg_channel if _given(inputs.ecg_channel) else None
             )
+            picks = eeg_picks + ([ecg_pick] if ecg_pick is not None else [])
+            eeg_mod.check_finite(raw, picks, label=str(inputs.eeg_file))
             annotations = raw.annotations
             slices = None
             if _given(inputs.slice_marker):
@@ -110,6 +112,11 @@ class MRCorrection(SimpleInterface):
             )
         except (mr.MRArtifactError, eeg_mod.EEGError) as err:
             raise _named(err, inputs.eeg_file) from None
+        except np.linalg.LinAlgError:
+            # the gradient step corrects every channel: NaN in a non-EEG one (checked only
+            # now, so that it does not stop recordings with nothing to correct) is the cause
+            eeg_mod.check_finite(raw, range(len(raw.ch_names)), label=str(inputs.eeg_file))
+            raise
         record = _record(result, settings, tr)
         for note in _warnings(result):
             LOGGER.warning("%s: %s", name, note)
