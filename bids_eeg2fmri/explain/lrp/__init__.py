@@ -195,8 +195,12 @@ propagation per voxel.
 
 Implementation: each rule is ``R_in = x * grad(z, x) . (R / stabilized(z))``, the
 vector-Jacobian product of the layer's local affine surrogate ``z(x)`` (TensorFlow autodiff,
-eager, batched over samples); with a reference, ``R_in = dx * grad(z, x) . (R /
-stabilized(dz))``.
+batched over samples); with a reference, ``R_in = dx * grad(z, x) . (R /
+stabilized(dz))``. The backward walk runs as a ``tf.function``, compiled once per model and
+rule settings (and traced again for a new batch shape). :func:`region_relevance` uses the
+linearity as well: ``g(u) = M(x)^T u`` is the reverse-mode derivative of the walk, and that of
+``<g(u), R_out>`` with respect to ``u`` is ``M(x) R_out``, so one walk serves every region
+(the activations' part of each rule evaluated once) and each region costs one linear pass.
 
 Where it is
 -----------

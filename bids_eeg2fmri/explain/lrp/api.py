@@ -18,6 +18,8 @@ from bids_eeg2fmri.explain.lrp.elementary import _config
 from bids_eeg2fmri.explain.lrp.graph import (
     _aligned,
     _backward,
+    _backward_many,
+    _band_gradients,
     _broadcast_reference,
     _eeg,
     _eeg_reference,
@@ -129,10 +131,11 @@ def region_relevance(
         )
     out = np.zeros((len(x), len(regions), *x.shape[1:4]), np.float32)
     for batch in _forward_batches(graph, x, x_ref, batch_size):
-        for k, region in enumerate(regions):
-            r_out = _output_relevance(batch, region)
-            r_in = _backward(graph, batch, r_out, cfg)[..., 0].numpy()
-            out[batch.part, k] = _aligned(r_in, r_out[..., 0].numpy()) if aligned else r_in
+        r_outs = [_output_relevance(batch, region) for region in regions]
+        r_ins = _backward_many(graph, batch, r_outs, cfg)[..., 0].numpy()
+        for k, r_in in enumerate(r_ins):
+            r_out = r_outs[k][..., 0].numpy()
+            out[batch.part, k] = _aligned(r_in, r_out) if aligned else r_in
     return out
 
 
@@ -188,18 +191,11 @@ def voxel_band_relevance(
     out = np.zeros((len(x), *_grid(graph), len(masks)), np.float32)
     band_weights = [tf.constant(m.astype(np.float32)[None, None, :, None, None]) for m in masks]
     for batch in _forward_batches(graph, x, x_ref, batch_size):
-        with tf.GradientTape(persistent=True) as tape:
-            r_out = _output_relevance(batch, None)
-            tape.watch(r_out)
-            r_in = _backward(graph, batch, r_out, cfg)
-            sums = [tf.reduce_sum(r_in * w) for w in band_weights]
-        for b, band_total in enumerate(sums):
-            grad = tape.gradient(
-                band_total, r_out, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            explained = tf.abs(r_out[..., 0]) if aligned else r_out[..., 0]
+        r_out = _output_relevance(batch, None)
+        grads = _band_gradients(graph, batch, r_out, band_weights, cfg)
+        explained = tf.abs(r_out[..., 0]) if aligned else r_out[..., 0]
+        for b, grad in enumerate(grads):
             out[batch.part, ..., b] = (explained * grad[..., 0]).numpy()
-        del tape
     return out
 
 

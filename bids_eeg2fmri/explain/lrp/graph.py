@@ -1,11 +1,15 @@
 """The model as LRP walks it: the functional graph and its checks (every layer must have a
 rule), the EEG, reference and output-weight arguments checked against it, the forward
 passes of a batch (kept per tensor) and the backward walk that applies each layer's rule
-(:mod:`.dispatch`) from the output relevance to the inputs."""
+(:mod:`.dispatch`) from the output relevance to the inputs, compiled (``tf.function``, once
+per model and rule settings) alone, for many output relevances at once, or with its
+reverse-mode derivative (the voxel-wise band maps)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import keras
@@ -178,14 +182,20 @@ def _forward_batches(
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     for start in range(0, len(x), int(batch_size)):
         part = slice(start, min(len(x), start + int(batch_size)))
-        values = _forward(graph, tf.constant(x[part]))
+        forward = _compiled(graph, None, _forward_pass)
+        values = forward(tf.constant(x[part]))
         ref_values = y_ref = None
         if x_ref is not None:
             ref = x_ref[part] if len(x_ref) == len(x) else x_ref
             ref = np.ascontiguousarray(np.broadcast_to(ref, x[part].shape))
-            ref_values = _forward(graph, tf.constant(ref))
+            ref_values = forward(tf.constant(ref))
             y_ref = ref_values[id(graph.output)]
         yield _Batch(part, values, ref_values, values[id(graph.output)], y_ref)
+
+
+def _forward_pass(graph: _Graph, x: tf.Tensor, *, cfg=None) -> dict[int, tf.Tensor]:
+    """:func:`_forward`, in the signature of :func:`_compiled`."""
+    return _forward(graph, x)
 
 
 def _forward(graph: _Graph, x: tf.Tensor) -> dict[int, tf.Tensor]:
@@ -203,8 +213,80 @@ def _forward(graph: _Graph, x: tf.Tensor) -> dict[int, tf.Tensor]:
 
 
 def _backward(graph: _Graph, batch: _Batch, r_out: tf.Tensor, cfg: _Config) -> tf.Tensor:
-    """The input relevance for the output relevance ``r_out``."""
-    values, ref_values = batch.values, batch.ref_values
+    """The input relevance for the output relevance ``r_out`` (the compiled walk)."""
+    return _compiled(graph, cfg, _walk)(batch.values, batch.ref_values, r_out)
+
+
+def _backward_many(graph: _Graph, batch: _Batch, r_outs: list, cfg: _Config) -> tf.Tensor:
+    """The input relevances (K, n, ...) for the K output relevances ``r_outs`` (a list, so
+    that K is known when the walk is traced), in one compiled call."""
+    return _compiled(graph, cfg, _walk_many)(batch.values, batch.ref_values, r_outs)
+
+
+def _band_gradients(
+    graph: _Graph, batch: _Batch, r_out: tf.Tensor, band_weights: list, cfg: _Config
+) -> tf.Tensor:
+    """Per band ``b`` (a list of weights on the inputs), the gradient of
+    ``sum(R_in * band_weights[b])`` with respect to ``r_out``: (n_bands, *r_out.shape)."""
+    fn = _compiled(graph, cfg, _walk_band_gradients)
+    return fn(batch.values, batch.ref_values, r_out, band_weights)
+
+
+#: The compiled functions of the walk, per model, function and rule settings. Their closures
+#: hold the graph's nodes (the layers), not the model: an entry goes with its model.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled(graph: _Graph, cfg: _Config | None, fn: Callable) -> Callable:
+    """``fn(graph, values, ref_values, *args, cfg=cfg)`` for this model and these settings
+    as a ``tf.function`` (traced once per batch shape, then run as one graph: the rules'
+    many small operations without the eager overhead of each)."""
+    compiled = _COMPILED.setdefault(graph.model, {})
+    key = (fn.__name__, cfg)
+    if key not in compiled:
+        nodes = _Graph(None, graph.input, graph.output, graph.nodes)
+        compiled[key] = tf.function(functools.partial(fn, nodes, cfg=cfg), reduce_retracing=True)
+    return compiled[key]
+
+
+def _walk_many(graph: _Graph, values: dict, ref_values, r_outs: list, *, cfg) -> tf.Tensor:
+    """:func:`_walk` for each of the output relevances ``r_outs``, from one walk.
+
+    The walk is a linear map ``R_in = M R_out`` (the activations fixed), so its reverse-mode
+    derivative is ``g(u) = M^T u`` for any ``u``, itself linear in ``u``, and that of
+    ``<g(u), r>`` with respect to ``u`` is ``M r``: exact, and the activations' part of every
+    rule (the forward recomputations) is evaluated once for all relevances.
+    """
+    r0 = tf.zeros_like(r_outs[0])
+    u = tf.zeros_like(values[id(graph.input)])
+    zero = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(u)
+        with tf.GradientTape() as inner:
+            inner.watch(r0)
+            r_in = _walk(graph, values, ref_values, r0, cfg=cfg)
+        g = inner.gradient(r_in, r0, output_gradients=u, unconnected_gradients=zero)
+        sums = [tf.reduce_sum(g * r) for r in r_outs]
+    return tf.stack([outer.gradient(s, u, unconnected_gradients=zero) for s in sums])
+
+
+def _walk_band_gradients(
+    graph: _Graph, values: dict, ref_values, r_out: tf.Tensor, band_weights: list, *, cfg
+) -> tf.Tensor:
+    """See :func:`_band_gradients`: reverse-mode differentiation of the walk itself."""
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(r_out)
+        r_in = _walk(graph, values, ref_values, r_out, cfg=cfg)
+        sums = [tf.reduce_sum(r_in * w) for w in band_weights]
+    zero = tf.UnconnectedGradients.ZERO
+    return tf.stack([tape.gradient(s, r_out, unconnected_gradients=zero) for s in sums])
+
+
+def _walk(
+    graph: _Graph, values: dict, ref_values: dict | None, r_out: tf.Tensor, *, cfg
+) -> tf.Tensor:
+    """The input relevance for the output relevance ``r_out``: every layer's rule, from the
+    output back to the input, on the activations ``values`` (and ``ref_values``)."""
     relevance = {id(graph.output): r_out}
     for node in reversed(graph.nodes):
         r_outs = [relevance.pop(id(t), None) for t in node.outputs]
