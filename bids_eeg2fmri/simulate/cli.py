@@ -11,8 +11,12 @@ from pathlib import Path
 
 from bids_eeg2fmri import __version__
 from bids_eeg2fmri.cli.parser import OneLineErrorParser
-from bids_eeg2fmri.config import parse_non_negative_int, parse_positive_float, parse_positive_int
 from bids_eeg2fmri.errors import CannotCreateError, UsageError
+from bids_eeg2fmri.option_values import (
+    parse_non_negative_int,
+    parse_positive_float,
+    parse_positive_int,
+)
 
 PROG = "bids-eeg2fmri-simulate"
 LOGGER = logging.getLogger("bids_eeg2fmri")
