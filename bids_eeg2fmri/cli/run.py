@@ -365,68 +365,13 @@ def _preprocess(config, layout, selection) -> None:
 
 
 def _model_steps(config, pairs) -> None:
-    """Train and/or apply the synthesizer on the cached arrays (TensorFlow from here on)."""
-    from bids_eeg2fmri.errors import DataError
+    """Train and/or apply the synthesizer (workflows.modeling; TensorFlow from here on)."""
     from bids_eeg2fmri.models.runtime import load_tensorflow
 
     load_tensorflow(verbose=bool(config.execution.verbose))  # its C++ lines only with -v
     from bids_eeg2fmri.workflows import modeling
 
-    runs = modeling.collect_runs(pairs, config.execution.work_dir)
-    plan = baselines = card_path = None
-    try:
-        if config.workflow.train:
-            model, card, plan, card_path = modeling.train_model(config, runs, pairs)
-            if config.workflow.train_only:
-                LOGGER.info(
-                    "--train-only: no synthesis; apply the model with --model %s",
-                    card_path.with_suffix(".keras"),
-                )
-                return
-            if config.workflow.baselines:
-                from bids_eeg2fmri.workflows.evaluate import fit_baselines
-
-                try:
-                    baselines = fit_baselines(runs, plan)
-                except ValueError as err:  # too few volumes, say: the model's outputs stand
-                    LOGGER.warning("Baselines not fitted: %s", err)
-        else:
-            from bids_eeg2fmri.models.synthesis import load_model
-
-            model, card = load_model(config.workflow.model)
-            plan = modeling.plan_from_card(runs, card, config.run.bids_dir)
-            if plan is not None:
-                LOGGER.info(
-                    "Runs the model was trained, validated or evaluated on (its card) keep "
-                    "that role in the metrics: %s",
-                    ", ".join(
-                        sorted(
-                            {
-                                runs[i].name
-                                for k in ("train", "validation", "holdout")
-                                for i in plan[k]
-                            }
-                        )
-                    ),
-                )
-            LOGGER.info("Baselines need the training run: none when applying a model")
-        results = modeling.synthesize(config, model, card, runs, pairs, plan, baselines)
-    except ValueError as err:
-        raise DataError(str(err)) from None
-    if card_path is not None:  # a model trained here: its card gets the held-out metrics
-        modeling.add_holdout_metrics(card_path, results)
-    for name, values in results.items():
-        LOGGER.info(
-            "%s (%s): r in the brain mask %s (model)%s",
-            name,
-            values["split"],
-            _show(values["r_mask_mean"]),
-            "".join(
-                f", {_show(b['r_mask_mean'])} ({m})"
-                for m, b in values["baselines"].items()
-                if b["r_mask_mean"] is not None
-            ),
-        )
+    modeling.run_model_steps(config, pairs)
 
 
 def _reports(config, subjects: list[str]) -> None:
@@ -458,10 +403,6 @@ def _manifest(output_dir: Path) -> None:
     from bids_eeg2fmri.bidsio.derivatives import write_manifest
 
     LOGGER.info("Checksums of the outputs: %s", write_manifest(output_dir))
-
-
-def _show(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _group(config) -> None:

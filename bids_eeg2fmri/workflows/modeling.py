@@ -345,3 +345,69 @@ def _number(value: float) -> float | None:
     """A JSON-safe number (None for NaN)."""
     value = float(value)
     return round(value, 6) if np.isfinite(value) else None
+
+
+def run_model_steps(config, pairs: list[RunPair]) -> None:
+    """Train and/or apply the synthesizer on the runs' cached arrays, synthesize, evaluate
+    and log each run's result (TensorFlow loaded by the caller); bad data: DataError."""
+    from bids_eeg2fmri.errors import DataError
+
+    runs = collect_runs(pairs, config.execution.work_dir)
+    plan = baselines = card_path = None
+    try:
+        if config.workflow.train:
+            model, card, plan, card_path = train_model(config, runs, pairs)
+            if config.workflow.train_only:
+                LOGGER.info(
+                    "--train-only: no synthesis; apply the model with --model %s",
+                    card_path.with_suffix(".keras"),
+                )
+                return
+            if config.workflow.baselines:
+                from bids_eeg2fmri.workflows.evaluate import fit_baselines
+
+                try:
+                    baselines = fit_baselines(runs, plan)
+                except ValueError as err:  # too few volumes, say: the model's outputs stand
+                    LOGGER.warning("Baselines not fitted: %s", err)
+        else:
+            from bids_eeg2fmri.models.synthesis import load_model
+
+            model, card = load_model(config.workflow.model)
+            plan = plan_from_card(runs, card, config.run.bids_dir)
+            if plan is not None:
+                LOGGER.info(
+                    "Runs the model was trained, validated or evaluated on (its card) keep "
+                    "that role in the metrics: %s",
+                    ", ".join(
+                        sorted(
+                            {
+                                runs[i].name
+                                for k in ("train", "validation", "holdout")
+                                for i in plan[k]
+                            }
+                        )
+                    ),
+                )
+            LOGGER.info("Baselines need the training run: none when applying a model")
+        results = synthesize(config, model, card, runs, pairs, plan, baselines)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    if card_path is not None:  # a model trained here: its card gets the held-out metrics
+        add_holdout_metrics(card_path, results)
+    for name, values in results.items():
+        LOGGER.info(
+            "%s (%s): r in the brain mask %s (model)%s",
+            name,
+            values["split"],
+            _show(values["r_mask_mean"]),
+            "".join(
+                f", {_show(b['r_mask_mean'])} ({m})"
+                for m, b in values["baselines"].items()
+                if b["r_mask_mean"] is not None
+            ),
+        )
+
+
+def _show(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
