@@ -124,6 +124,20 @@ def test_missing_data_or_marker_file(tmp_path, caplog):
         eeg_mod.read_raw(vhdr)
 
 
+def test_a_marker_position_that_is_not_a_number_names_the_marker_file(tmp_path):
+    vhdr = _vhdr(tmp_path)
+    vmrk = tmp_path / "x_eeg.vmrk"
+    entries = "Mk1=New Segment,,1,1,0\nMk2=Response,R128,5,1,0\n"
+    vmrk.write_text(f"[Common Infos]\nDataFile=x_eeg.eeg\n[Marker Infos]\n{entries}")
+    eeg_checks.check_brainvision(vhdr)  # whole numbers: fine
+    vmrk.write_text(vmrk.read_text().replace("R128,5,", "R128,abc,"))
+    with pytest.raises(eeg_mod.EEGError) as info:
+        eeg_checks.check_brainvision(vhdr)
+    assert str(info.value) == (
+        f"{vmrk}: Mk2: position 'abc' is not a sample number (a whole number >= 1 expected)"
+    )
+
+
 def test_stale_file_names_after_a_rename(tmp_path, caplog):
     vhdr = _vhdr(tmp_path)
     vhdr.write_text(vhdr.read_text().replace("=x_eeg.", "=old_eeg."))  # names before a rename

@@ -221,6 +221,28 @@ def _check_marker_file(header: BrainVisionHeader, data: Path) -> None:
             f"{markers}: names data file {named.name!r} but its header {vhdr.name} names "
             f"{data.name!r}: using the header's"
         )
+    _check_marker_positions(markers)
+
+
+def _check_marker_positions(markers: Path) -> None:
+    """Each ``Mk<n>=<type>,<description>,<position>,...`` entry of [Marker Infos] needs a
+    whole-number position (MNE fails on others with an error naming the header)."""
+    section = ""
+    for line in markers.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip().lower()
+            continue
+        key, sep, value = line.partition("=")
+        if section != "marker infos" or not sep or not re.fullmatch(r"mk\d+", key.strip(), re.I):
+            continue
+        fields = value.split(",")
+        position = fields[2].strip() if len(fields) > 2 else ""
+        if not position.isdigit():
+            raise EEGError(
+                f"{markers}: {key.strip()}: position {position!r} is not a sample number "
+                "(a whole number >= 1 expected)"
+            )
 
 
 @contextmanager
