@@ -28,6 +28,20 @@ def sim_copy(sim_dataset, tmp_path) -> Path:
     return Path(shutil.copytree(sim_dataset, tmp_path / "ds"))
 
 
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """One participant, 30 volumes, 8 channels, a small grid (read-only): a CLI run on it
+    takes seconds; the bad-input tests break copies of it."""
+    config = SimulationConfig(n_participants=1, n_volumes=30, n_channels=8, grid=(12, 13, 8))
+    return simulate_dataset(config, tmp_path_factory.mktemp("tiny") / "ds")
+
+
+@pytest.fixture
+def ds(tiny, tmp_path) -> Path:
+    """A private copy of ``tiny`` (symbolic links kept), for tests that break it."""
+    return Path(shutil.copytree(tiny, tmp_path / "ds", symlinks=True))
+
+
 #: The trained-model fixtures: 3 participants (the third held out), 40 volumes, 12 channels.
 TINY = dict(n_volumes=40, n_channels=12, grid=(12, 13, 8))
 TRAIN = ["--train", "--epochs", "1", "--batch-size", "8", "--model-grid", "12", "13", "8"]

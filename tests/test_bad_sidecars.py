@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -22,24 +21,10 @@ from bids_eeg2fmri.bidsio.events import read_event_markers
 from bids_eeg2fmri.bidsio.layout import scan_dataset
 from bids_eeg2fmri.errors import BIDSValidationError, DataError
 from bids_eeg2fmri.signals.bold import BoldError, check_bold
-from bids_eeg2fmri.simulate.generator import SimulationConfig
-from bids_eeg2fmri.simulate.writer import simulate_dataset
 
 BOLD_JSON = "sub-01/func/sub-01_task-rest_bold.json"
 BOLD = "sub-01/func/sub-01_task-rest_bold.nii.gz"
 EEG = "sub-01/eeg/sub-01_task-rest_eeg"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """One participant, 30 volumes, 8 channels, a small grid: a CLI run takes seconds."""
-    config = SimulationConfig(n_participants=1, n_volumes=30, n_channels=8, grid=(12, 13, 8))
-    return simulate_dataset(config, tmp_path_factory.mktemp("tiny") / "ds")
-
-
-@pytest.fixture
-def ds(tiny, tmp_path) -> Path:
-    return Path(shutil.copytree(tiny, tmp_path / "ds", symlinks=True))
 
 
 def digest(root: Path) -> dict[str, str]:

@@ -16,24 +16,10 @@ from test_bad_sidecars import BOLD_JSON, assert_refused, edit_json, log_text, ru
 
 from bids_eeg2fmri.bidsio.pairing import read_scans_tsv
 from bids_eeg2fmri.errors import DataError
-from bids_eeg2fmri.simulate.generator import SimulationConfig
-from bids_eeg2fmri.simulate.writer import simulate_dataset
 
 SCANS = "sub-01/sub-01_scans.tsv"
 EEG_ROW = "eeg/sub-01_task-rest_eeg.vhdr"
 BOLD_ROW = "func/sub-01_task-rest_bold.nii.gz"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """One participant, 30 volumes, 8 channels, a small grid: a CLI run takes seconds."""
-    config = SimulationConfig(n_participants=1, n_volumes=30, n_channels=8, grid=(12, 13, 8))
-    return simulate_dataset(config, tmp_path_factory.mktemp("tiny") / "ds")
-
-
-@pytest.fixture
-def ds(tiny, tmp_path) -> Path:
-    return Path(shutil.copytree(tiny, tmp_path / "ds", symlinks=True))
 
 
 def write_scans(ds: Path, *rows: str, header: str = "filename\tacq_time") -> Path:
