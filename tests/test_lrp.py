@@ -690,10 +690,36 @@ def test_aligned_relevance_is_signed_by_the_explained_output(compact, eeg):
     np.testing.assert_allclose(aligned.sum(axis=-1), np.abs(change), atol=1e-3 * scale)
 
 
+@pytest.mark.parametrize("reference", [None, "zero", "per-sample"])
+def test_relevance_maps_are_both_maps_from_one_walk(compact, eeg, reference):
+    if reference == "per-sample":
+        reference = 0.3 * rng(5).standard_normal(eeg.shape).astype("float32")
+    region = (rng(2).uniform(size=GRID) > 0.6).astype("float32")
+    regions = np.stack([np.ones(GRID, "float32"), region])
+    bands = np.zeros((3, EEG[1]), bool)
+    bands[0, :6], bands[1, 6:20], bands[2, 3:9] = True, True, True
+    kw = dict(reference=reference, aligned=True, batch_size=2)
+    got_regions, got_voxels = lrp.relevance_maps(compact, eeg, regions, bands, **kw)
+    expected = lrp.region_relevance(compact, eeg, regions, **kw)
+    np.testing.assert_allclose(got_regions, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    expected = lrp.voxel_band_relevance(compact, eeg, bands, **kw)
+    np.testing.assert_allclose(got_voxels, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    with pytest.raises(ValueError, match="band_masks"):
+        lrp.relevance_maps(compact, eeg, regions, np.ones((2, 7), bool))
+    with pytest.raises(ValueError, match="regions"):
+        lrp.relevance_maps(compact, eeg, regions[:, :3], bands)
+
+
 def test_reference_shapes_and_errors(compact, eeg):
     expected = lrp.relevance(compact, eeg, reference="zero")
-    for zeros in (np.zeros(EEG), np.zeros((1, *EEG)), np.zeros((1, *EEG, 1)), np.zeros(eeg.shape)):
+    for zeros in (np.zeros(EEG), np.zeros((1, *EEG)), np.zeros((1, *EEG, 1))):
         np.testing.assert_array_equal(lrp.relevance(compact, eeg, reference=zeros), expected)
+    # one reference per sample: its forward pass per batch, not once (float32 rounding only)
+    np.testing.assert_allclose(
+        lrp.relevance(compact, eeg, reference=np.zeros(eeg.shape)),
+        expected,
+        atol=2e-3 * np.abs(expected).max(),
+    )
     per_sample = rng(4).standard_normal(eeg.shape).astype("float32")
     np.testing.assert_allclose(
         lrp.relevance(compact, eeg[1:3], reference=per_sample[1:3]),

@@ -105,12 +105,17 @@ def write_relevance(
     # spectrum (features are z-scored per run: zero is that average), signed towards the
     # way each region's synthesized signal moved (lrp module docstring: the mean |R| of
     # every input bin drowned a weak source's band in noise)
-    relevance = lrp.region_relevance(model, eeg, regions, rule=rule, reference="zero", aligned=True)
+    freqs = np.asarray(card["frequencies"], float)
+    band_names = [b for b, (lo, hi) in BANDS.items() if ((freqs >= lo) & (freqs < hi)).any()]
+    band_masks = np.stack([(freqs >= BANDS[b][0]) & (freqs < BANDS[b][1]) for b in band_names])
+    relevance, voxels = lrp.relevance_maps(
+        model, eeg, regions, band_masks, rule=rule, reference="zero", aligned=True
+    )
     towards, absolute = relevance.mean(axis=0), np.abs(relevance).mean(axis=0)
+    voxels = voxels.mean(axis=0)
     del relevance
 
     channels = list(card["channels"])
-    freqs = np.asarray(card["frequencies"], float)
     tr, windows = float(card["tr"]), int(card["n_windows"])
     lags = (windows - 1 - np.arange(windows)) * tr  # window w ends this long before onset
     eeg_dir, func_dir = subject_dir / "eeg", subject_dir / "func"
@@ -175,11 +180,6 @@ def write_relevance(
     write_tsv_atomic(table, header, rows)
     written = [table]
 
-    band_names = [b for b, (lo, hi) in BANDS.items() if ((freqs >= lo) & (freqs < hi)).any()]
-    band_masks = np.stack([(freqs >= BANDS[b][0]) & (freqs < BANDS[b][1]) for b in band_names])
-    voxels = lrp.voxel_band_relevance(
-        model, eeg, band_masks, rule=rule, reference="zero", aligned=True
-    ).mean(axis=0)
     affine = np.asarray(card["model_affine"])
     if run.bold_info is not None:
         from bids_eeg2fmri.signals.bold import resample

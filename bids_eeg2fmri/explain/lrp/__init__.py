@@ -201,6 +201,10 @@ rule settings (and traced again for a new batch shape). :func:`region_relevance`
 linearity as well: ``g(u) = M(x)^T u`` is the reverse-mode derivative of the walk, and that of
 ``<g(u), R_out>`` with respect to ``u`` is ``M(x) R_out``, so one walk serves every region
 (the activations' part of each rule evaluated once) and each region costs one linear pass.
+The band gradients ``M(x)^T 1_b`` are ``g(1_b)``: :func:`relevance_maps` computes the region
+and voxel-band maps from the same walk (what the pipeline writes per run). With one
+reference for every sample (``"zero"``, or an array without a sample axis), its forward pass
+is run once, on one sample, and the rules broadcast it.
 
 Where it is
 -----------
@@ -220,6 +224,7 @@ from bids_eeg2fmri.explain.lrp.api import (
     propagate,
     region_relevance,
     relevance,
+    relevance_maps,
     voxel_band_relevance,
 )
 from bids_eeg2fmri.explain.lrp.elementary import RULES
@@ -231,5 +236,6 @@ __all__ = [
     "propagate",
     "region_relevance",
     "relevance",
+    "relevance_maps",
     "voxel_band_relevance",
 ]

@@ -180,16 +180,18 @@ def _forward_batches(
     """The forward passes of each batch of ``x`` (and of the reference, if any)."""
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    forward = _compiled(graph, None, _forward_pass)
+    shared = None  # one reference for every sample: its forward pass once, batch axis 1
+    if x_ref is not None and len(x_ref) == 1:
+        ref = np.ascontiguousarray(np.broadcast_to(x_ref, (1, *x.shape[1:])))
+        shared = forward(tf.constant(ref))
     for start in range(0, len(x), int(batch_size)):
         part = slice(start, min(len(x), start + int(batch_size)))
-        forward = _compiled(graph, None, _forward_pass)
         values = forward(tf.constant(x[part]))
-        ref_values = y_ref = None
-        if x_ref is not None:
-            ref = x_ref[part] if len(x_ref) == len(x) else x_ref
-            ref = np.ascontiguousarray(np.broadcast_to(ref, x[part].shape))
-            ref_values = forward(tf.constant(ref))
-            y_ref = ref_values[id(graph.output)]
+        ref_values = shared
+        if x_ref is not None and shared is None:
+            ref_values = forward(tf.constant(np.ascontiguousarray(x_ref[part])))
+        y_ref = None if ref_values is None else ref_values[id(graph.output)]
         yield _Batch(part, values, ref_values, values[id(graph.output)], y_ref)
 
 
@@ -232,6 +234,15 @@ def _band_gradients(
     return fn(batch.values, batch.ref_values, r_out, band_weights)
 
 
+def _maps(
+    graph: _Graph, batch: _Batch, r_out: tf.Tensor, r_outs: list, band_weights: list, cfg: _Config
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`_backward_many` for ``r_outs`` and :func:`_band_gradients` for ``r_out`` and
+    ``band_weights``, from one walk, in one compiled call."""
+    fn = _compiled(graph, cfg, _walk_maps)
+    return fn(batch.values, batch.ref_values, r_out, r_outs, band_weights)
+
+
 #: The compiled functions of the walk, per model, function and rule settings. Their closures
 #: hold the graph's nodes (the layers), not the model: an entry goes with its model.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -268,6 +279,40 @@ def _walk_many(graph: _Graph, values: dict, ref_values, r_outs: list, *, cfg) ->
         g = inner.gradient(r_in, r0, output_gradients=u, unconnected_gradients=zero)
         sums = [tf.reduce_sum(g * r) for r in r_outs]
     return tf.stack([outer.gradient(s, u, unconnected_gradients=zero) for s in sums])
+
+
+def _walk_maps(
+    graph: _Graph,
+    values: dict,
+    ref_values,
+    r_out: tf.Tensor,
+    r_outs: list,
+    band_weights: list,
+    *,
+    cfg,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`_walk_many` and :func:`_walk_band_gradients` sharing one walk: the band
+    gradients ``M^T w_b`` are ``g(w_b)``, the walk's reverse-mode derivative at ``w_b``
+    (``r_out`` only sets their shape: the walk is linear, its derivative does not depend
+    on the relevance it was evaluated at)."""
+    r0 = tf.zeros_like(r_out)
+    u = tf.zeros_like(values[id(graph.input)])
+    zero = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(u)
+        with tf.GradientTape(persistent=True) as inner:
+            inner.watch(r0)
+            r_in = _walk(graph, values, ref_values, r0, cfg=cfg)
+        g = inner.gradient(r_in, r0, output_gradients=u, unconnected_gradients=zero)
+        sums = [tf.reduce_sum(g * r) for r in r_outs]
+    regions = tf.stack([outer.gradient(s, u, unconnected_gradients=zero) for s in sums])
+    bands = [
+        inner.gradient(
+            r_in, r0, output_gradients=w * tf.ones_like(r_in), unconnected_gradients=zero
+        )
+        for w in band_weights
+    ]
+    return regions, tf.stack(bands)
 
 
 def _walk_band_gradients(
