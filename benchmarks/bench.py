@@ -4,7 +4,8 @@
     python benchmarks/bench.py --quick    # smoke run at tiny sizes (checks the harness)
 
 Sections: speed of each preset on arrays in memory (with FLOPs and this CPU's matmul
-throughput), the original eeg_to_fmri package on the same arrays, preprocessing of one hour
+throughput), the pipeline's relevance maps (LRP) beside synthesis, the original eeg_to_fmri
+package on the same arrays, preprocessing of one hour
 of EEG, training memory on 5/10/20 participants, held-out quality against the baselines and
 the noise ceiling over 3 seeds, the README's demo, and the cost of a study derived from
 them. Writes RESULTS.md and results.json (the full run into benchmarks/, a quick run into
@@ -39,7 +40,7 @@ import speed  # noqa: E402
 from bids_eeg2fmri.config import PRESET_NAMES  # noqa: E402 - TensorFlow-free
 
 DEFAULT_PRESET = "compact"
-SECTIONS = ("models", "original", "preprocessing", "memory", "quality", "demo", "mr")
+SECTIONS = ("models", "lrp", "original", "preprocessing", "memory", "quality", "demo", "mr")
 
 
 def machine() -> dict:
@@ -169,6 +170,7 @@ def main() -> int:
         "models": lambda: (
             _fresh_process(speed.models, ctx, presets) | {"spectra": speed.spectra(ctx)}
         ),
+        "lrp": lambda: _fresh_process(speed.lrp, ctx),
         "original": lambda: speed.original(ctx, install=not args.no_install),
         "preprocessing": lambda: pipeline.preprocessing(ctx),
         "memory": lambda: pipeline.memory(ctx),

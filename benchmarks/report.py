@@ -17,6 +17,7 @@ STUDY = {
     "tr": 2.16,
     "epochs": 10,
     "train_fraction": 0.7,
+    "lrp_volumes": 48,  # explained per run (the CLI's --lrp-volumes default)
 }
 # Assumed on-demand prices, only to turn core- and GPU-hours into money (not measured)
 USD_PER_CORE_HOUR = 0.025
@@ -74,6 +75,9 @@ def scale(results: dict) -> dict:
         volumes_done = q["participants"] * q["volumes"]
         per_run = [(r["wall_s"] - r["training_s"]) / volumes_done for r in full]
         evaluation = statistics.median(per_run)
+    lrp_rate = _get(results, "lrp", DEFAULT_PRESET, "lrp_volumes_per_s")
+    if evaluation is not None and lrp_rate:  # the quality runs ran with --lrp-volumes 0
+        evaluation += s["lrp_volumes"] / volumes_per_run / lrp_rate
     gpu_rate = _get(results, "models", "gpu", DEFAULT_PRESET, "fit_samples_per_s")
     cores = _get(results, "machine", "cores", default=2)
     out = {"study": s | {"volumes": volumes, "eeg_hours": round(eeg_hours, 1)}}
@@ -206,7 +210,7 @@ def markdown(results: dict) -> str:
             f"`{when['command']}` at commit {when['commit']} (see benchmarks/NOTES.md)",
         )
     lines += _targets(results) + _quality(results) + _limits(results)
-    lines += _models(results) + _original(results) + _speed_gaps(results)
+    lines += _models(results) + _lrp(results) + _original(results) + _speed_gaps(results)
     lines += _pipeline(results) + mr_report.section(results) + _scale(results)
     return "\n".join(lines) + "\n"
 
@@ -231,8 +235,54 @@ def _targets(results: dict) -> list[str]:
     demo = _get(results, "demo", "total")
     demo_verdict = _verdict(None) if demo is None else f"{demo:.0f} s: " + _verdict(demo < 300)
     rows.append(["the demo in under 5 minutes", demo_verdict])
+    lrp_rate = _get(results, "lrp", DEFAULT_PRESET, "lrp_volumes_per_s")
+    lrp_verdict = (
+        _verdict(None)
+        if lrp_rate is None
+        else f"{lrp_rate:.1f}: " + _verdict(lrp_rate >= LRP_TARGET)
+    )
+    rows.append([f"relevance maps >= {LRP_TARGET} volumes/s ({DEFAULT_PRESET})", lrp_verdict])
     rows += mr_report.target_rows(results)
     return ["## Targets", "", *_table(["target", "met"], rows), ""]
+
+
+#: volumes/s of the pipeline's relevance maps (5 regions + 5 bands), once compiled (issue 18)
+LRP_TARGET = 10
+
+
+def _lrp(results: dict) -> list[str]:
+    section = results.get("lrp")
+    if not section:
+        return []
+    if "failed" in section:
+        return ["## Relevance maps (LRP)", "", f"Failed: {section['failed']}", ""]
+    lines = [
+        "## Relevance maps (LRP)",
+        "",
+        "The pipeline's relevance maps of one run (`explain.lrp.relevance_maps`: relevance "
+        "of every EEG input for the whole volume and 4 regions, and per voxel for 5 frequency "
+        "bands; zero reference, aligned; batches of 16), beside synthesis (`predict`, batch "
+        "16), in one process on the same random EEG at NODDI's shapes, random weights with "
+        "non-zero biases. First call: tracing included (the first run of a participant level); "
+        "compiled: every later run (the pipeline explains all runs with one model). Medians of "
+        "the repeats.",
+        "",
+    ]
+    header = ["preset", "volumes", "LRP volumes/s (first call)", "LRP volumes/s (compiled)"]
+    header += ["synthesis volumes/s", "synthesis / LRP"]
+    rows = [
+        [
+            preset,
+            f["volumes"],
+            f["lrp_first_call_volumes_per_s"],
+            f["lrp_volumes_per_s"],
+            f["synthesis_volumes_per_s"],
+            f"{f['synthesis_volumes_per_s'] / f['lrp_volumes_per_s']:.0f}x",
+        ]
+        for preset, f in section.items()
+        if isinstance(f, dict)
+    ]
+    return lines + _table(header, rows) + [""]
 
 
 #: ours/original speed targets of issue 8
@@ -676,7 +726,9 @@ def _scale(results: dict) -> list[str]:
         "volumes, derived from this run's figures: preprocessing s per EEG hour (--nprocs 2; "
         "--nprocs 1 per core on the GPU node), end-to-end training samples/s of the quality runs, "
         "and their seconds per volume after training (synthesis, metrics, baselines, reports, "
-        "start-up; not LRP, which the quality runs skip, nor the group level). On the GPU node "
+        "start-up; not the group level), plus the relevance maps of "
+        f"{s.get('lrp_volumes', 48)} volumes per run at the compact preset's LRP rate of the "
+        "relevance maps section (the quality runs skip LRP). On the GPU node "
         "training runs at the measured GPU `fit` rate (arrays in memory) when there is one. "
         f"Money at assumed prices (not measured): ${USD_PER_CORE_HOUR}/core-hour, "
         f"${USD_PER_GPU_HOUR}/GPU-hour. The cluster runs one participant per SLURM array task "

@@ -237,6 +237,70 @@ def _preset_speed(
     return figures
 
 
+#: What the pipeline explains per run (workflows/explain.py): the whole volume and 4 regions
+#: (simulated sources or octants), 5 frequency bands, 48 volumes by default
+LRP_REGIONS, LRP_BANDS, LRP_VOLUMES = 5, 5, 48
+
+
+def lrp(ctx: Context, preset: str = "compact") -> dict:
+    """Volumes/s of the pipeline's relevance maps of a run (``lrp.relevance_maps``: region
+    and voxel-band relevance, zero reference, aligned, batches of 16) beside synthesis
+    volumes/s (``predict``, batch 16), in one process on the shared arrays: the first call
+    (tracing included: the first run of a participant level) and once compiled (every
+    later run; the pipeline explains all runs with the same model), medians of the repeats.
+    Random weights with non-zero biases and normalization statistics, as after training."""
+    import keras
+    import tensorflow as tf
+
+    from bids_eeg2fmri.explain import lrp as relevance
+    from bids_eeg2fmri.models.synthesizer import PRESETS, build_models
+
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    eeg = np.load(arrays(ctx))["eeg"][: 16 if ctx.quick else LRP_VOLUMES]
+    regions = np.concatenate(
+        [np.ones((1, *GRID)), rng.random((LRP_REGIONS - 1, *GRID)) > 0.8]
+    ).astype(np.float32)
+    edges = np.linspace(0, EEG_SHAPE[1], LRP_BANDS + 1).astype(int)
+    bands = np.zeros((LRP_BANDS, EEG_SHAPE[1]), bool)
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        bands[b, lo:hi] = True
+    repeats = _steps(ctx)[1]
+    with tf.device("/CPU:0"):
+        model = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID).synthesis
+        for w in model.weights:
+            if any(k in w.path for k in ("bias", "beta", "moving_mean")):
+                w.assign(0.1 * rng.standard_normal(w.shape).astype(np.float32))
+
+        def rate(fn) -> float:
+            start = time.perf_counter()
+            fn()
+            return len(eeg) / (time.perf_counter() - start)
+
+        def maps():
+            relevance.relevance_maps(model, eeg, regions, bands, reference="zero", aligned=True)
+
+        def synthesis():
+            model.predict(eeg, batch_size=SYNTH_BATCH, verbose=0)
+
+        first = rate(maps)
+        compiled = median([rate(maps) for _ in range(repeats)])
+        rate(synthesis)
+        synth = median([rate(synthesis) for _ in range(repeats)])
+    keras.backend.clear_session()
+    return {
+        preset: {
+            "volumes": len(eeg),
+            "regions": LRP_REGIONS,
+            "bands": LRP_BANDS,
+            "repeats": repeats,
+            "lrp_first_call_volumes_per_s": round(first, 2),
+            "lrp_volumes_per_s": round(compiled, 2),
+            "synthesis_volumes_per_s": round(synth, 1),
+        }
+    }
+
+
 def spectra(ctx: Context) -> dict:
     """Our EEG features of the shared hour (Hann-tapered spectra of every TR window, log
     and z-scored), the step the original does with its STFT; median seconds."""
