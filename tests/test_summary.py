@@ -50,11 +50,17 @@ def test_held_out_and_training_are_never_averaged():
 
 def test_summary_lines_put_the_held_out_first_and_mark_training_optimistic():
     lines = summary_lines(_table())
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith("Held out, 2 participant(s), fraction of the noise ceiling")
     assert "model 0.310 [" in lines[0] and "ridge 0.560 [" in lines[0]
-    assert lines[1].startswith("In training (optimistic")
-    assert "4 participant(s)" in lines[1]
+    # the ridge wins on the held out (not in training, where the model leads): said plainly
+    assert lines[1].startswith("Held out: the ridge baseline scores above the model")
+    assert "(0.560 vs 0.310)" in lines[1]
+    assert lines[2].startswith("In training (optimistic")
+    assert "4 participant(s)" in lines[2]
+    winning = _table()
+    winning.loc[winning["method"] == "model", "fraction_of_ceiling"] += 0.5
+    assert not any("baseline scores above" in line for line in summary_lines(winning))
 
 
 def test_bootstrap_interval_covers_the_mean_and_needs_two_values():

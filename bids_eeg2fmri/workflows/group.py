@@ -122,4 +122,21 @@ def summary_lines(frame) -> list[str]:
             "interval over participants]): "
             + "; ".join(f"{m.method} {describe(m)}" for m in chosen)
         )
+        lines += _baselines_ahead(group, chosen)
     return lines
+
+
+def _baselines_ahead(group: str, chosen: list) -> list[str]:
+    """Said plainly where a baseline beats the model on participants it did not train on."""
+    from bids_eeg2fmri.evaluation.summary import GROUP_WORDS
+
+    model = next((m for m in chosen if m.method == "model"), None)
+    if group == "in training" or model is None:
+        return []
+    ahead = [m for m in chosen if m.method != "model" and m.mean > model.mean]
+    return [
+        f"{GROUP_WORDS[group].split(' (')[0]}: the {m.method} baseline scores above the model "
+        f"({m.mean:.3f} vs {model.mean:.3f}): the model needs more training participants to "
+        "beat it (README, 'How much data')"
+        for m in ahead
+    ]
