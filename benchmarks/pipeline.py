@@ -220,33 +220,37 @@ def _quality_run(
     return run_figures
 
 
+def demo_options(makefile: Path = Path(__file__).parents[1] / "Makefile") -> dict[str, list]:
+    """The demo's options as the Makefile sets them (DEMO_SIMULATE, DEMO_TRAIN)."""
+    text = makefile.read_text(encoding="utf-8")
+    return {
+        name: re.search(rf"^{name}\s*=(.*)$", text, re.MULTILINE).group(1).split()
+        for name in ("DEMO_SIMULATE", "DEMO_TRAIN")
+    }
+
+
 def demo(ctx: Context) -> dict:
-    """The three steps of ``make demo`` after installation, in a fresh folder."""
+    """The three steps of ``make demo`` after installation, in a fresh folder, and the
+    held-out summary line that its group level logs."""
     base = ctx.root / "demo"
     data, out, work = base / "data", base / "out", base / "work"
+    options = demo_options()
+    tool = ctx.bin("bids-eeg2fmri")
     steps = {
         "simulate": run(
-            [ctx.bin("bids-eeg2fmri-simulate"), str(data), "--seed", "0"], log=base / "simulate.log"
+            [ctx.bin("bids-eeg2fmri-simulate"), str(data), *options["DEMO_SIMULATE"]],
+            log=base / "simulate.log",
         ),
         "participant": run(
-            [
-                ctx.bin("bids-eeg2fmri"),
-                str(data),
-                str(out),
-                "participant",
-                "-w",
-                str(work),
-                "--train",
-                "--epochs",
-                "5",
-            ],
+            [tool, str(data), str(out), "participant", "-w", str(work), *options["DEMO_TRAIN"]],
             log=base / "participant.log",
         ),
-        "group": run(
-            [ctx.bin("bids-eeg2fmri"), str(data), str(out), "group", "-w", str(work)],
-            log=base / "group.log",
-        ),
+        "group": run([tool, str(data), str(out), "group", "-w", str(work)], log=base / "group.log"),
     }
     figures = {name: step["wall_s"] for name, step in steps.items()}
     figures["total"] = round(float(np.sum(list(figures.values()))), 1)
+    log = (base / "group.log").read_text(encoding="utf-8", errors="replace")
+    held = [line.split("| ")[-1] for line in log.splitlines() if "Held out" in line]
+    figures["held_out_summary"] = held
+    figures["options"] = options
     return figures

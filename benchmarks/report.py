@@ -696,15 +696,20 @@ def _pipeline(results: dict) -> list[str]:
         lines += _table(["participants", "peak anonymous MB", "peak RSS MB", "wall s"], rows) + [""]
     demo = results.get("demo")
     if demo and "failed" not in demo:
+        options = demo.get("options") or {}
+        simulate = " ".join(options.get("DEMO_SIMULATE", ["(older run: 2 x 100 volumes)"]))
+        train = " ".join(options.get("DEMO_TRAIN", ["--train --epochs 5"]))
         lines += [
             "## The demo",
             "",
-            "The three steps of `make demo` after installation (simulate the default "
-            "2 x 100-volume dataset, `participant --train --epochs 5`, `group`), in a fresh "
-            "folder; one run.",
+            f"The three steps of `make demo` after installation (`bids-eeg2fmri-simulate DS "
+            f"{simulate}`, `participant {train}` with LRP, `group`), in a fresh folder; one run.",
             "",
         ]
-        lines += _table(["step", "wall s"], [[k, v] for k, v in demo.items()]) + [""]
+        steps = [[k, v] for k, v in demo.items() if isinstance(v, (int, float))]
+        lines += _table(["step", "wall s"], steps) + [""]
+        lines += [f"- {line}" for line in demo.get("held_out_summary", [])]
+        lines += [""] if demo.get("held_out_summary") else []
     failed = [
         f"- {name}: {results[name]['failed']}"
         for name in ("preprocessing", "memory", "demo")
