@@ -205,6 +205,18 @@ def test_defects_worked_around_with_a_warning_each(ds, tmp_path, capsys):
     assert "Selected 1 EEG recording(s)" in log
 
 
+def test_channels_typed_eeg_but_named_ecg_stay_out_with_a_warning(ds, tmp_path, capsys):
+    channels = ds / EEG.replace("_eeg", "_channels.tsv")
+    text = channels.read_text()
+    assert "\nECG\tECG\t" in text
+    channels.write_text(text.replace("\nECG\tECG\t", "\nECG\tEEG\t"))
+    code, errors = run(ds, tmp_path, capsys)
+    assert code == 0, errors
+    warnings = [line for line in log_text(tmp_path).splitlines() if "| WARNING |" in line]
+    said = [line for line in warnings if f"{channels}: ECG typed EEG, but the name says" in line]
+    assert len(said) == 1, warnings
+
+
 # ----------------------------------------------------------------------------- readers
 def test_json_that_is_not_an_object(tmp_path):
     path = tmp_path / "x_bold.json"

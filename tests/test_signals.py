@@ -80,6 +80,12 @@ def test_non_eeg_channels_never_enter_the_model():
     assert eeg_mod.eeg_channels(names, file_types) == ["Fp1", "Cz", "Pz"]
     tsv = {"Fp1": "EEG", "Cz": "EEG", "Pz": "MISC"}
     assert eeg_mod.eeg_channels(names, file_types, tsv) == ["Fp1", "Cz"]
+    # channels.tsv types them EEG, but their names say otherwise (Biosemi's EXG, ACC)
+    names += ["EXG3", "ACCX", "AF3"]
+    tsv |= {"ECG": "EEG", "EXG3": "EEG", "ACCX": "EEG", "AF3": "EEG"}
+    assert eeg_mod.eeg_channels(names, ["eeg"] * 9, tsv) == ["Fp1", "Cz", "AF3"]
+    assert eeg_mod.named_non_eeg(names, tsv) == ["ECG", "EXG3", "ACCX"]
+    assert eeg_mod.named_non_eeg(names, None) == []
 
 
 def _smooth_raw():

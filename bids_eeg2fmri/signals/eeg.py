@@ -24,7 +24,8 @@ LOGGER = logging.getLogger(__name__)
 MONTAGE = "easycap-M1"
 #: Names of non-EEG channels that recorders often type as EEG in the data file.
 NON_EEG_NAME = re.compile(
-    r"^(?:ECG|EKG|EOG|[VH]EOG|EMG|EXG\d*|TRIG(?:GER)?|STI\d*|STATUS|RESP|GSR|PULSE)\d*"
+    r"^(?:ECG|EKG|EOG|[VH]EOG|EMG|EXG\d*|TRIG(?:GER)?|STI\d*|STATUS|RESP|GSR|PULSE"
+    r"|ACC(?:EL(?:EROMETER)?)?[_ ]?[XYZ]?)\d*"
     r"(?:-\d+)?$",  # MNE numbers duplicated names: ECG-0, ECG-1
     re.IGNORECASE,
 )
@@ -149,20 +150,31 @@ def bad_channels(path: Path) -> list[str]:
 
 
 def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=None) -> list[str]:
-    """The channels that may enter the model: EEG, never ECG/EOG/EMG/misc/trigger.
+    """The channels that may enter the model: EEG, never ECG/EOG/EMG/EXG/accelerometer/
+    misc/trigger.
 
-    ``tsv_types`` (from ``_channels.tsv``) wins over the types in the file; channels that
-    the file types as EEG but whose name says otherwise (``ECG``, ``EOG``...) are left out.
+    ``tsv_types`` (from ``_channels.tsv``) wins over the types in the file; a channel whose
+    name says it is not EEG (``ECG``, ``EOG``, ``EXG3``, ``ACCX``...) is left out even when
+    the file or ``_channels.tsv`` types it EEG (:func:`named_non_eeg` lists those that
+    ``_channels.tsv`` types EEG, for the warning).
     """
     chosen = []
     for name, file_type in zip(ch_names, file_types, strict=True):
         if tsv_types and name in tsv_types:
             is_eeg = tsv_types[name] == "EEG"
         else:
-            is_eeg = file_type == "eeg" and not NON_EEG_NAME.match(name)
-        if is_eeg:
+            is_eeg = file_type == "eeg"
+        if is_eeg and not NON_EEG_NAME.match(name):
             chosen.append(name)
     return chosen
+
+
+def named_non_eeg(ch_names: Sequence[str], tsv_types) -> list[str]:
+    """The channels ``_channels.tsv`` types EEG whose name says otherwise (left out of the
+    model by :func:`eeg_channels`)."""
+    if not tsv_types:
+        return []
+    return [n for n in ch_names if tsv_types.get(n) == "EEG" and NON_EEG_NAME.match(n)]
 
 
 #: Longest stretch (s) of a recording the flatness check reads, from its middle.

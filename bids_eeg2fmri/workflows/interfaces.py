@@ -178,6 +178,14 @@ class EEGFeatures(SimpleInterface):
             names = eeg_mod.eeg_channels(raw.ch_names, raw.get_channel_types(), tsv)
         except eeg_mod.EEGError as err:
             raise _named(err, inputs.eeg_file) from None
+        misnamed = eeg_mod.named_non_eeg(raw.ch_names, tsv)
+        if misnamed:
+            LOGGER.warning(
+                "%s: %s typed EEG, but the name says otherwise (ECG, EOG, EMG, EXG, "
+                "accelerometer...): left out of the model's channels",
+                inputs.channels_tsv,
+                ", ".join(misnamed),
+            )
         source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
         if isdefined(inputs.channels_tsv):
             bad = set(eeg_mod.bad_channels(inputs.channels_tsv))
