@@ -261,24 +261,9 @@ def _compiled(graph: _Graph, cfg: _Config | None, fn: Callable) -> Callable:
 
 
 def _walk_many(graph: _Graph, values: dict, ref_values, r_outs: list, *, cfg) -> tf.Tensor:
-    """:func:`_walk` for each of the output relevances ``r_outs``, from one walk.
-
-    The walk is a linear map ``R_in = M R_out`` (the activations fixed), so its reverse-mode
-    derivative is ``g(u) = M^T u`` for any ``u``, itself linear in ``u``, and that of
-    ``<g(u), r>`` with respect to ``u`` is ``M r``: exact, and the activations' part of every
-    rule (the forward recomputations) is evaluated once for all relevances.
-    """
-    r0 = tf.zeros_like(r_outs[0])
-    u = tf.zeros_like(values[id(graph.input)])
-    zero = tf.UnconnectedGradients.ZERO
-    with tf.GradientTape(persistent=True) as outer:
-        outer.watch(u)
-        with tf.GradientTape() as inner:
-            inner.watch(r0)
-            r_in = _walk(graph, values, ref_values, r0, cfg=cfg)
-        g = inner.gradient(r_in, r0, output_gradients=u, unconnected_gradients=zero)
-        sums = [tf.reduce_sum(g * r) for r in r_outs]
-    return tf.stack([outer.gradient(s, u, unconnected_gradients=zero) for s in sums])
+    """:func:`_walk` for each of the output relevances ``r_outs``, from one walk
+    (:func:`_walk_maps`)."""
+    return _walk_maps(graph, values, ref_values, r_outs[0], r_outs, [], cfg=cfg)[0]
 
 
 def _walk_maps(
@@ -290,11 +275,18 @@ def _walk_maps(
     band_weights: list,
     *,
     cfg,
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """:func:`_walk_many` and :func:`_walk_band_gradients` sharing one walk: the band
-    gradients ``M^T w_b`` are ``g(w_b)``, the walk's reverse-mode derivative at ``w_b``
-    (``r_out`` only sets their shape: the walk is linear, its derivative does not depend
-    on the relevance it was evaluated at)."""
+) -> tuple[tf.Tensor | None, tf.Tensor | None]:
+    """The input relevances ``M r`` for each of ``r_outs`` (K, n, ...) and the band
+    gradients ``M^T w_b`` for each of ``band_weights`` (n_bands, *r_out.shape), from one
+    walk (None for an empty list).
+
+    The walk is a linear map ``R_in = M R_out`` (the activations fixed), so its reverse-mode
+    derivative is ``g(u) = M^T u`` for any ``u``: the band gradients are ``g(w_b)``. ``g``
+    is itself linear in ``u``, and the derivative of ``<g(u), r>`` with respect to ``u`` is
+    ``M r``: exact, and the activations' part of every rule (the forward recomputations)
+    is evaluated once for all relevances. ``r_out`` only sets the shapes (the derivative of
+    a linear map does not depend on where it is taken).
+    """
     r0 = tf.zeros_like(r_out)
     u = tf.zeros_like(values[id(graph.input)])
     zero = tf.UnconnectedGradients.ZERO
@@ -303,28 +295,24 @@ def _walk_maps(
         with tf.GradientTape(persistent=True) as inner:
             inner.watch(r0)
             r_in = _walk(graph, values, ref_values, r0, cfg=cfg)
-        g = inner.gradient(r_in, r0, output_gradients=u, unconnected_gradients=zero)
-        sums = [tf.reduce_sum(g * r) for r in r_outs]
-    regions = tf.stack([outer.gradient(s, u, unconnected_gradients=zero) for s in sums])
+        sums = []
+        if r_outs:
+            g = inner.gradient(r_in, r0, output_gradients=u, unconnected_gradients=zero)
+            sums = [tf.reduce_sum(g * r) for r in r_outs]
+    regions = [outer.gradient(s, u, unconnected_gradients=zero) for s in sums]
+    ones = tf.ones_like(r_in)
     bands = [
-        inner.gradient(
-            r_in, r0, output_gradients=w * tf.ones_like(r_in), unconnected_gradients=zero
-        )
+        inner.gradient(r_in, r0, output_gradients=w * ones, unconnected_gradients=zero)
         for w in band_weights
     ]
-    return regions, tf.stack(bands)
+    return (tf.stack(regions) if regions else None, tf.stack(bands) if bands else None)
 
 
 def _walk_band_gradients(
     graph: _Graph, values: dict, ref_values, r_out: tf.Tensor, band_weights: list, *, cfg
 ) -> tf.Tensor:
-    """See :func:`_band_gradients`: reverse-mode differentiation of the walk itself."""
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(r_out)
-        r_in = _walk(graph, values, ref_values, r_out, cfg=cfg)
-        sums = [tf.reduce_sum(r_in * w) for w in band_weights]
-    zero = tf.UnconnectedGradients.ZERO
-    return tf.stack([tape.gradient(s, r_out, unconnected_gradients=zero) for s in sums])
+    """See :func:`_band_gradients`: the walk's reverse-mode derivative (:func:`_walk_maps`)."""
+    return _walk_maps(graph, values, ref_values, r_out, [], band_weights, cfg=cfg)[1]
 
 
 def _walk(
