@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import mne
@@ -234,6 +235,15 @@ def test_simulate_cli_writes_a_dataset(tmp_path):
         (["--sfreq", "40"], 2, "too low"),
         (["--eeg-format", "fif"], 2, "invalid choice"),
         (["--task", "resting state"], 2, "task must be letters and digits"),
+        (["--groups", "0", "2"], 2, "argument --groups: expected a positive integer"),
+        (["--groups", "1", "1", "--group-effect", "-0.5"], 2, "expected a finite number >= 0"),
+        (["--group-effect", "0.5"], 2, "--group-effect needs --groups N_POSITIVE N_NEGATIVE"),
+        (["--group-effect", "0"], 2, "--group-effect needs --groups"),
+        (
+            ["--groups", "2", "1", "--participants", "4"],
+            2,
+            "--groups 2 1 makes 3 participants but --participants says 4",
+        ),
     ],
 )
 def test_simulate_cli_bad_arguments(tmp_path, capsys, args, code, fragment):
@@ -270,3 +280,114 @@ def test_default_dataset_is_valid_bids(tmp_path, eeg_format):
     assert errors_of(report) == []
     assert sorted(report["summary"]["subjects"]) == ["01", "02"]
     assert nib.load(out / "sub-01/func/sub-01_task-rest_bold.nii.gz").shape == (64, 64, 30, 100)
+
+
+# --------------------------------------------------------------------------- groups
+GROUP_OPTIONS = ["--volumes", "20", "--channels", "8", "--grid", "12", "13", "8", "--seed", "6"]
+GROUP_RUNS = {
+    "none": ["--participants", "3"],
+    "null": ["--groups", "1", "2"],  # 1 patient, 2 controls: sets the count (3)
+    "effect": ["--groups", "1", "2", "--group-effect", "1", "--participants", "3"],
+}
+
+
+@pytest.fixture(scope="module")
+def group_datasets(tmp_path_factory) -> dict[str, Path]:
+    """The same 3 participants (seed 6): without groups, with 2 controls and 1 patient and
+    no group effect, and with a group effect of 1 (the patient's alpha amplitude x 2)."""
+    folder = tmp_path_factory.mktemp("groups")
+    for name, extra in GROUP_RUNS.items():
+        assert simulate_main([str(folder / name), *GROUP_OPTIONS, *extra]) == 0
+    return {name: folder / name for name in GROUP_RUNS}
+
+
+def _alpha_share(vhdr: Path) -> float:
+    """Mean over the EEG channels of the 8-12 Hz share of their power."""
+    raw = mne.io.read_raw_brainvision(vhdr, verbose=False)
+    data = raw.get_data(picks=[c for c in raw.ch_names if c != "ECG"])
+    freqs, psd = signal.welch(data, fs=raw.info["sfreq"], nperseg=int(2 * raw.info["sfreq"]))
+    alpha = (freqs >= 8) & (freqs <= 12)
+    return float(np.mean(psd[:, alpha].sum(axis=1) / psd.sum(axis=1)))
+
+
+def test_groups_write_a_group_column_controls_first(group_datasets, tmp_path):
+    root = group_datasets["effect"]
+    with open(root / "participants.tsv", newline="") as handle:
+        rows = [(r["participant_id"], r["group"]) for r in csv.DictReader(handle, delimiter="\t")]
+    assert rows == [("sub-01", "HC"), ("sub-02", "HC"), ("sub-03", "P")]
+    column = json.loads((root / "participants.json").read_text())["group"]
+    assert column["Levels"] == {
+        "P": "patients (simulated group effect applied)",
+        "HC": "healthy controls",
+    }
+    assert column["Description"]
+    truth = json.loads((root / "derivatives/simulation/simulation.json").read_text())
+    assert truth["groups"] == {"P": ["03"], "HC": ["01", "02"]}
+    assert truth["group_effect"]["size"] == 1.0
+    assert truth["group_effect"]["property"] == "alpha source amplitude x (1 + size) in P"
+    assert truth["config"]["groups"] == [1, 2] and truth["config"]["group_effect"] == 1.0
+    assert "multiplied by 2" in (root / "README").read_text()
+    null = json.loads(
+        (group_datasets["null"] / "derivatives/simulation/simulation.json").read_text()
+    )
+    assert null["group_effect"]["size"] == 0.0
+    assert errors_of(run_validator(root, cache_dir=tmp_path / "deno")) == []
+
+    plain = group_datasets["none"]  # no --groups: no group column, nothing to describe it
+    assert (plain / "participants.tsv").read_text().splitlines()[0] == "participant_id"
+    assert not (plain / "participants.json").exists()
+    truth = json.loads((plain / "derivatives/simulation/simulation.json").read_text())
+    assert "groups" not in truth and "groups" not in truth["config"]
+
+
+def test_null_group_effect_changes_the_labels_only(group_datasets):
+    """Groups with SIZE 0: the data of every participant is the dataset without groups'."""
+    plain = tree_digest(group_datasets["none"])
+    null = tree_digest(group_datasets["null"])
+    differ = {f for f in plain.keys() | null.keys() if plain.get(f) != null.get(f)}
+    assert differ == {
+        "participants.tsv",
+        "participants.json",
+        "README",
+        "dataset_description.json",
+        "derivatives/simulation/dataset_description.json",
+        "derivatives/simulation/simulation.json",
+    }
+
+
+def test_group_effect_raises_the_alpha_share_of_patients_only(group_datasets):
+    null = tree_digest(group_datasets["null"])
+    effect = tree_digest(group_datasets["effect"])
+    for sub in ("01", "02"):  # healthy controls: the same EEG, byte for byte
+        eeg = f"sub-{sub}/eeg/sub-{sub}_task-rest_eeg.eeg"
+        assert null[eeg] == effect[eeg]
+    patient = "sub-03/eeg/sub-03_task-rest_eeg"
+    assert null[f"{patient}.eeg"] != effect[f"{patient}.eeg"]
+    # the BOLD coupling is unchanged: the patient's BOLD and ground truth are the same
+    assert (
+        null["sub-03/func/sub-03_task-rest_bold.nii.gz"]
+        == (effect["sub-03/func/sub-03_task-rest_bold.nii.gz"])
+    )
+    before = _alpha_share(group_datasets["null"] / f"{patient}.vhdr")
+    after = _alpha_share(group_datasets["effect"] / f"{patient}.vhdr")
+    assert after > before + 0.1, (before, after)
+    controls = [
+        _alpha_share(group_datasets["effect"] / f"sub-{s}/eeg/sub-{s}_task-rest_eeg.vhdr")
+        for s in ("01", "02")
+    ]
+    assert after > max(controls), (after, controls)
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        (dict(groups=(1, 1), n_participants=3), "groups (1, 1) make 2 participants"),
+        (dict(groups=(0, 2)), "groups must be two participant counts of at least 1"),
+        (dict(groups=(1, 1), group_effect=-0.5), "group_effect must be a number >= 0"),
+        (dict(groups=(1, 1), group_effect=float("inf")), "group_effect must be finite"),
+        (dict(group_effect=0.5), "group_effect needs groups"),
+    ],
+)
+def test_simulation_config_checks_the_groups(settings, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        SimulationConfig(**{**TINY, "n_participants": 2, **settings}).check()

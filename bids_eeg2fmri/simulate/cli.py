@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from bids_eeg2fmri import __version__
 from bids_eeg2fmri.cli.parser import OneLineErrorParser
 from bids_eeg2fmri.errors import CannotCreateError, UsageError
 from bids_eeg2fmri.option_values import (
+    number_parser,
     parse_non_negative_int,
     parse_positive_float,
     parse_positive_int,
@@ -37,6 +39,18 @@ def _argparse_type(parse):
 _positive_int = _argparse_type(parse_positive_int)
 _non_negative_int = _argparse_type(parse_non_negative_int)
 _positive_float = _argparse_type(parse_positive_float)
+_parse_size = number_parser(float, expected="a finite number >= 0", at_least=0)
+
+
+def _finite_size(value: str) -> float:
+    """A finite number >= 0 (a group effect)."""
+    size = _parse_size(value)
+    if not math.isfinite(size):
+        raise ValueError(f"expected a finite number >= 0, got {value!r}")
+    return size
+
+
+_group_effect = _argparse_type(_finite_size)
 
 
 def _mr_kinds(value: str) -> tuple[str, ...]:
@@ -64,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir", type=Path, help="new (or empty) folder for the dataset")
     p.add_argument("--version", action="version", version=f"{PROG} v{__version__}")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
-    p.add_argument("--participants", type=_positive_int, default=2, help="default: 2")
+    p.add_argument(
+        "--participants",
+        type=_positive_int,
+        default=None,
+        help="default: 2, or the total of --groups",
+    )
     p.add_argument(
         "--sessions",
         type=_positive_int,
@@ -135,6 +154,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--line-freq", type=_positive_float, default=50.0, help="power line frequency (default: 50)"
     )
+    grp = p.add_argument_group("Participant groups (a group column in participants.tsv)")
+    grp.add_argument(
+        "--groups",
+        type=_positive_int,
+        nargs=2,
+        default=None,
+        metavar=("N_POSITIVE", "N_NEGATIVE"),
+        help="N_POSITIVE patients (group P) and N_NEGATIVE healthy controls (group HC): "
+        "N_POSITIVE + N_NEGATIVE participants, the controls first (default: no groups)",
+    )
+    grp.add_argument(
+        "--group-effect",
+        type=_group_effect,
+        default=None,
+        metavar="SIZE",
+        help="in patients, the alpha source's oscillation amplitude x (1 + SIZE); needs "
+        "--groups (default: 0, the groups differ in label only)",
+    )
     mr = p.add_argument_group("Raw in-scanner EEG (ground truth in derivatives/simulation)")
     mr.add_argument(
         "--mr-artifacts",
@@ -190,7 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bids-eeg2fmri-simulate``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from bids_eeg2fmri.simulate.groups import participants_from_options
+
+    try:
+        n_participants = participants_from_options(
+            args.groups, args.group_effect, args.participants
+        )
+    except ValueError as err:
+        parser.error(str(err))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S")
@@ -202,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bids_eeg2fmri.simulate.writer import OutputExistsError, simulate_dataset
 
     config = SimulationConfig(
-        n_participants=args.participants,
+        n_participants=n_participants,
         n_sessions=args.sessions,
         n_runs=args.runs,
         n_volumes=args.volumes,
@@ -224,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_unmarked=args.unmarked_volumes,
         clock_drift_ppm=args.clock_drift,
         heart_rate=args.heart_rate,
+        groups=tuple(args.groups) if args.groups else None,
+        group_effect=args.group_effect or 0.0,
     )
     start = time.monotonic()
     try:

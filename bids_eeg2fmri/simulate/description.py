@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bids_eeg2fmri import CODE_URL, __version__
 from bids_eeg2fmri.bidsio.files import write_json_atomic
+from bids_eeg2fmri.simulate import groups
 from bids_eeg2fmri.simulate.generator import SimulationConfig
 
 SIMULATOR = "bids-eeg2fmri-simulate"
@@ -22,6 +23,8 @@ def write_top_level(config: SimulationConfig, root: Path, subjects: list[str], t
         {"Name": SIMULATOR, "Version": __version__, "CodeURL": CODE_URL},
         {"Name": "MNE-BIDS", "Version": mne_bids.__version__},
     ]
+    if config.groups is not None:
+        generated_by[0]["Description"] = "Simulated with " + groups.summary(config)
     write_json_atomic(
         root / "dataset_description.json",
         {
@@ -34,8 +37,10 @@ def write_top_level(config: SimulationConfig, root: Path, subjects: list[str], t
         },
     )
     with open(root / "participants.tsv", "w", encoding="utf-8") as handle:
-        handle.write("participant_id\n" + "".join(f"sub-{s}\n" for s in subjects))
+        handle.write(groups.participants_tsv(config, subjects))
     (root / "participants.json").unlink(missing_ok=True)
+    if config.groups is not None:
+        write_json_atomic(root / "participants.json", groups.participants_json())
     (root / "README").write_text(_readme(config), encoding="utf-8")
 
     truth_root = root / TRUTH
@@ -51,9 +56,17 @@ def write_top_level(config: SimulationConfig, root: Path, subjects: list[str], t
     (truth_root / ".bidsignore").write_text("simulation.json\n*_noiseceiling.*\n", encoding="utf-8")
     config_dict = dataclasses.asdict(config)
     config_dict["voxel_size"] = list(config.resolved_voxel_size())
+    if config.groups is None:  # without groups, simulation.json as before they existed
+        del config_dict["groups"], config_dict["group_effect"]
     write_json_atomic(
         truth_root / "simulation.json",
-        {"simulator": SIMULATOR, "version": __version__, "config": config_dict, **truth},
+        {
+            "simulator": SIMULATOR,
+            "version": __version__,
+            "config": config_dict,
+            **truth,
+            **groups.ground_truth(config, subjects),
+        },
     )
 
 
@@ -62,6 +75,7 @@ def _readme(config: SimulationConfig) -> str:
         f"- {s.name}: {s.band[0]:g}-{s.band[1]:g} Hz, BOLD coupling {s.coupling:+g} % per SD"
         for s in config.sources
     )
+    more = _groups_readme(config) + _mr_readme(config)
     return f"""Simulated simultaneous EEG-fMRI
 ===============================
 
@@ -77,12 +91,20 @@ onset ({config.n_dummy} dummy volume(s) before the first stored one).
 Sources whose band power drives BOLD through the canonical HRF:
 {sources}
 
-{_mr_readme(config)}The ground truth (noiseless BOLD, source maps, band-power envelopes,
+{more}The ground truth (noiseless BOLD, source maps, band-power envelopes,
 regressors, the noise ceiling of each run and every parameter) is in
 derivatives/simulation/.
 EEG files were written with MNE-Python and MNE-BIDS (Appelhoff et al. 2019,
 doi:10.21105/joss.01896).
 """
+
+
+def _groups_readme(config: SimulationConfig) -> str:
+    if config.groups is None:
+        return ""
+    import textwrap
+
+    return textwrap.fill("Participants: " + groups.summary(config), width=88) + "\n\n"
 
 
 def _mr_readme(config: SimulationConfig) -> str:

@@ -11,6 +11,8 @@ The model (DESIGN.md, "How we know it works"):
   HRF-convolved power over the run and ``c_k`` is the coupling in percent;
 * the noiseless BOLD leaves out noise and drift; the noise ceiling of a voxel is the
   correlation of its noiseless and observed time courses.
+* with groups (simulate/groups.py), the alpha oscillation of patients is ``1 + size``
+  times larger; its standardised drive, hence BOLD, is unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
-from bids_eeg2fmri.simulate import anatomy, mr_artifacts, physiology
+from bids_eeg2fmri.simulate import anatomy, groups, mr_artifacts, physiology
 from bids_eeg2fmri.simulate.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -86,6 +88,9 @@ class SimulationConfig:
     heart_rate: float = 65.0
     pulse_uv: float = 50.0
     slice_marker: str = "Scanner/Slice"
+    # participant groups (simulate/groups.py): (n_positive, n_negative), HC first, then P
+    groups: tuple[int, int] | None = None
+    group_effect: float = 0.0  # in P, the alpha source's amplitude x (1 + group_effect)
 
     def resolved_voxel_size(self) -> tuple[float, float, float]:
         """Voxel size in mm: given, or the default field of view divided by the grid."""
@@ -145,6 +150,7 @@ class SimulationConfig:
                 )
         if self.slice_markers and "gradient" not in self.mr_artifacts:
             raise ValueError("slice markers need the gradient artifact (--mr-artifacts gradient)")
+        groups.check(self)
 
 
 @dataclass
@@ -288,6 +294,9 @@ def simulate_run(
         sources[k] = (
             carrier * np.interp(eeg_times, env_times, amplitude) / np.sqrt(np.mean(amplitude**2))
         )
+        # the group effect scales the oscillation only: its band power's BOLD drive is
+        # standardised, so the coupling (and every random draw) stays the same
+        sources[k] *= groups.amplitude_factor(config, participant, source.name)
         drive = power / power.mean() - 1.0
         regressors[source.name] = physiology.zscore(
             physiology.hrf_regressor(drive, ENVELOPE_RATE, acquisition, start=-PRE_ROLL)
