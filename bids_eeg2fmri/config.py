@@ -140,12 +140,25 @@ class ExecutionSection:
 
 
 @dataclass(frozen=True)
+class GroupSection:
+    """The group level's classification of participants (``--classify``)."""
+
+    classify: str | None = None  # a participants.tsv column
+    positive_label: str | None = None
+    classify_views: tuple[str, ...] = ()  # default: every view the outputs have
+    cv_folds: int = 5
+    cv_repeats: int = 10
+    permutations: int = 1000
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection
     selection: SelectionSection
     workflow: WorkflowSection
     execution: ExecutionSection
     run_uuid: str
+    group: GroupSection = field(default_factory=GroupSection)
 
 
 LRP_RULES = ("epsilon", "zplus")
@@ -157,6 +170,7 @@ _SECTIONS: dict[str, type] = {
     "selection": SelectionSection,
     "workflow": WorkflowSection,
     "execution": ExecutionSection,
+    "group": GroupSection,
 }
 #: option name -> section name, derived from the dataclasses (one source of truth)
 OPTION_SECTION: dict[str, str] = {
@@ -334,7 +348,29 @@ def make_config(
             deterministic=bool(opts.get("deterministic", True)),
         ),
         run_uuid=run_uuid,
+        group=_group_section(convert, opts),
     )
+
+
+def _group_section(convert, opts) -> GroupSection:
+    from bids_eeg2fmri.evaluation.views import VIEWS
+
+    defaults = GroupSection()
+    section = GroupSection(
+        classify=str(opts["classify"]) if opts.get("classify") else None,
+        positive_label=str(opts["positive_label"]) if opts.get("positive_label") else None,
+        classify_views=convert(
+            "classify_views",
+            lambda v: tuple(_choice(VIEWS, "view")(x) for x in ([v] if isinstance(v, str) else v)),
+            (),
+        ),
+        cv_folds=convert("cv_folds", parse_positive_int, defaults.cv_folds),
+        cv_repeats=convert("cv_repeats", parse_positive_int, defaults.cv_repeats),
+        permutations=convert("permutations", parse_non_negative_int, defaults.permutations),
+    )
+    if section.cv_folds < 2:
+        raise UsageError(f"--cv-folds must be at least 2, got {section.cv_folds}")
+    return section
 
 
 def _workflow_section(convert, opts) -> WorkflowSection:

@@ -218,7 +218,7 @@ def test_a_card_whose_grid_is_not_the_networks_fails_at_load_and_leaves_nothing(
     assert "outputs [12, 13, 8]" in error
     assert (tmp_path / "work" / workflow_name() / "sub_03_task_rest" / "volume_timing").is_dir()
     log = next((tmp_path / "out/logs").glob("*.log")).read_text()
-    assert "Removed the 2 output(s) of the failed run(s)" in log  # the volume events
+    assert "Removed the 4 output(s) of the failed run(s)" in log  # volume events, views
     no_run_outputs(tmp_path / "out")
 
 

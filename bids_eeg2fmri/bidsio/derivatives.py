@@ -91,6 +91,10 @@ BIDSIGNORE = (
     "*_relevance.nii.gz",
     "*_graph.tsv",
     "*_graph.json",
+    "*_features.tsv",
+    "*_features.json",
+    "*_predictions.tsv",
+    "*_predictions.json",
 )
 
 #: Every ``desc-`` label of our outputs (``descriptions.tsv``).
@@ -105,6 +109,9 @@ DESCRIPTIONS = {
     "corr": "Voxelwise temporal Pearson r of the synthesized and the observed BOLD.",
     "lrp": "Layer-wise relevance propagation of the synthesized BOLD to the EEG input.",
     "attention": "The model's topographical attention weights between EEG channels.",
+    "classify": "Classification of participants from each feature set (group level).",
+    "views": "The run's feature sets for classifying participants (EEG band power and "
+    "spectra, the model's latent and synthesized volumes, nuisance properties).",
 }
 
 

@@ -301,6 +301,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not fit the mean-volume and ridge baselines beside a model trained here",
     )
+    group = parser.add_argument_group("Group level: classifying participants")
+    group.add_argument(
+        "--classify",
+        dest="classify",
+        metavar="COLUMN",
+        help="classify participants by this participants.tsv column from each feature set "
+        "(views) the participant level wrote; participant-wise repeated cross-validation",
+    )
+    group.add_argument(
+        "--positive-label",
+        dest="positive_label",
+        metavar="VALUE",
+        help="the column's positive class (default: participants.json's first Level, "
+        "else the smaller class)",
+    )
+    group.add_argument(
+        "--classify-views",
+        dest="classify_views",
+        nargs="+",
+        metavar="VIEW",
+        help="bandpower, features, latent, synth, nuisance (default: every view written)",
+    )
+    group.add_argument(
+        "--cv-folds", dest="cv_folds", metavar="K", help="folds per repeat (default: 5)"
+    )
+    group.add_argument("--cv-repeats", dest="cv_repeats", metavar="N", help="repeats (default: 10)")
+    group.add_argument(
+        "--permutations",
+        dest="permutations",
+        metavar="N",
+        help="label permutations for the p-value, each rerunning the whole cross-validation "
+        "(default: 1000; 0: no p-value)",
+    )
     wf.add_argument(
         "--config-file",
         dest="config_file",

@@ -345,6 +345,7 @@ def _preprocess(config, layout, selection) -> None:
         bids_dir=config.run.bids_dir,
     )
     restore_mr_outputs(pairs, work_dir=config.execution.work_dir)
+    _eeg_views(config, pairs)
     if settings.train or settings.model is not None:
         try:
             _model_steps(config, pairs)
@@ -362,6 +363,15 @@ def _preprocess(config, layout, selection) -> None:
     LOGGER.info(
         "Participant level done: %d run(s); outputs in %s", len(pairs), config.run.output_dir
     )
+
+
+def _eeg_views(config, pairs) -> None:
+    """Each run's EEG feature sets for classification (workflows.views)."""
+    from bids_eeg2fmri.workflows.modeling import collect_runs
+    from bids_eeg2fmri.workflows.views import write_eeg_views
+
+    runs = collect_runs(pairs, config.execution.work_dir)
+    write_eeg_views(runs, pairs, output_dir=config.run.output_dir, bids_dir=config.run.bids_dir)
 
 
 def _model_steps(config, pairs) -> None:
@@ -411,15 +421,26 @@ def _group(config) -> None:
 
     output = config.run.output_dir
     paths = metrics_tables(output, config.selection.participant_label)
-    if not paths:
+    if not paths and not config.group.classify:
         raise NoInputError(
             f"nothing to gather in {output}: no sub-*/func/*_desc-synth_metrics.tsv "
             "(run the participant level with --train or --model first)"
         )
-    try:
-        write_group_metrics(output, paths)
-    except ValueError as err:
-        raise DataError(str(err)) from None
+    if paths:
+        try:
+            write_group_metrics(output, paths)
+        except ValueError as err:
+            raise DataError(str(err)) from None
+    if config.group.classify:
+        from bids_eeg2fmri.workflows.classify import run_classification
+
+        run_classification(
+            output,
+            config.run.bids_dir,
+            config.group,
+            seed=config.workflow.seed,
+            participants=config.selection.participant_label,
+        )
     from bids_eeg2fmri.reports.html import write_group_report
 
     report = write_group_report(output)

@@ -40,6 +40,24 @@ def predict_run(
     return out, scale
 
 
+def predict_latent(model, run: RunArrays, *, batch_size: int = 64) -> np.ndarray:
+    """The model's EEG latent (layer ``z_eeg``, flattened) of the run's valid volumes,
+    shape (n_units, n_valid_volumes), float32."""
+    import keras
+
+    encoder = keras.Model(model.inputs, model.get_layer("z_eeg").output)
+    inputs, index = run.inputs(), np.flatnonzero(run.valid)
+    parts = [
+        encoder.predict(
+            np.asarray(inputs[index[i : i + 64]], np.float32)[..., None],
+            batch_size=batch_size,
+            verbose=0,
+        ).reshape(len(index[i : i + 64]), -1)
+        for i in range(0, index.size, 64)
+    ]
+    return np.concatenate(parts).T if parts else np.zeros((0, 0), np.float32)
+
+
 def to_source_space(z: np.ndarray, run: RunArrays) -> tuple[np.ndarray, np.ndarray]:
     """Put model-grid z-scores back in the source BOLD's units and grid.
 

@@ -93,6 +93,12 @@ def standardize(psd: np.ndarray) -> np.ndarray:
     return ((logs - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
+def mean_spectrum(psd: np.ndarray) -> np.ndarray:
+    """Mean PSD over the complete windows, shape (n_channels, n_freqs) (V^2/Hz), floored
+    at the smallest positive float so that its log is finite."""
+    return np.maximum(np.nanmean(psd, axis=0), np.finfo(float).tiny)
+
+
 def model_inputs(features: np.ndarray, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-volume model inputs as a view (no copy) and which volumes have full inputs.
 

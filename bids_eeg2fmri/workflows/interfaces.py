@@ -178,6 +178,7 @@ class EEGFeatures(SimpleInterface):
             names = eeg_mod.eeg_channels(raw.ch_names, raw.get_channel_types(), tsv)
         except eeg_mod.EEGError as err:
             raise _named(err, inputs.eeg_file) from None
+        n_channels_file, duration_s = len(raw.ch_names), round(raw.n_times / sfreq, 3)
         misnamed = eeg_mod.named_non_eeg(raw.ch_names, tsv)
         if misnamed:
             LOGGER.warning(
@@ -233,9 +234,10 @@ class EEGFeatures(SimpleInterface):
         bins = feat.frequency_bins(tr, sfreq, inputs.max_freq)
         n_samples = feat.window_samples(tr, sfreq)
         ends = feat.window_ends(timing["onsets"], tr=tr, n_windows=inputs.n_windows)
-        features = feat.standardize(
-            feat.window_spectra(data, sfreq, ends, n_samples=n_samples, bins=bins)
-        )
+        psd = feat.window_spectra(data, sfreq, ends, n_samples=n_samples, bins=bins)
+        features = feat.standardize(psd)
+        mean_psd = feat.mean_spectrum(psd)
+        del psd
         _, valid = feat.model_inputs(features, inputs.n_windows)
         out = Path(runtime.cwd) / "features.npy"
         np.save(out, features)
@@ -249,6 +251,10 @@ class EEGFeatures(SimpleInterface):
             "sfreq": sfreq,
             "tr": tr,
             "valid": valid.tolist(),
+            # what the standardisation removes, for the participant's EEG views
+            "log_psd_mean": np.log10(mean_psd).round(5).tolist(),
+            "n_channels_file": n_channels_file,
+            "duration_s": duration_s,
         }
         (Path(runtime.cwd) / "features.json").write_text(json.dumps(info))
         self._results["features"] = str(out)

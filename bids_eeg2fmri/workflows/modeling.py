@@ -220,8 +220,13 @@ def synthesize(
     """
     import nibabel as nib
 
-    from bids_eeg2fmri.models.synthesis import check_fits, predict_run, to_source_space
-    from bids_eeg2fmri.workflows import evaluate, explain
+    from bids_eeg2fmri.models.synthesis import (
+        check_fits,
+        predict_latent,
+        predict_run,
+        to_source_space,
+    )
+    from bids_eeg2fmri.workflows import evaluate, explain, views
 
     output_dir, bids_dir = config.run.output_dir, config.run.bids_dir
     wf = config.workflow
@@ -232,6 +237,15 @@ def synthesize(
         z, scale = predict_run(model, run)
         subject_dir = (
             output_dir / f"sub-{pair.subject}" / (f"ses-{pair.session}" if pair.session else "")
+        )
+        views.write_model_views(
+            run,
+            pair,
+            output_dir=output_dir,
+            bids_dir=bids_dir,
+            latent=predict_latent(model, run),
+            synth=z,
+            card=card,
         )
         func = subject_dir / "func"
         sources = [bids_uri(pair.eeg, bids_dir)]

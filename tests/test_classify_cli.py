@@ -1,0 +1,143 @@
+"""``group --classify``: a model trained on one simulated dataset applied to another with
+two groups of participants, then classified (workflows/classify.py, views.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, built_once, run_cli
+
+from bids_eeg2fmri.simulate.generator import SimulationConfig
+from bids_eeg2fmri.simulate.writer import simulate_dataset
+from bids_eeg2fmri.workflows.views import read_views, write_views
+
+FAST = ["--cv-folds", "3", "--cv-repeats", "3", "--permutations", "40"]
+
+
+def _apply(dataset: Path, model: Path, root: Path) -> None:
+    from bids_eeg2fmri.cli.run import main
+
+    args = [dataset, root / "out", "participant", "--skip-bids-validation", "-w", root / "work",
+            "--nprocs", "1", "--model", model, "--lrp-volumes", "0"]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+
+
+@pytest.fixture(scope="session")
+def groups_dataset(tmp_path_factory) -> Path:
+    """6 patients and 6 controls on the trained model's cap, a strong alpha effect."""
+    config = SimulationConfig(n_participants=12, groups=(6, 6), group_effect=2.0, seed=5, **TINY)
+    return (
+        built_once(tmp_path_factory, "groups", lambda f: simulate_dataset(config, f / "ds")) / "ds"
+    )
+
+
+@pytest.fixture(scope="session")
+def applied(groups_dataset, trained, tmp_path_factory) -> Path:
+    """OUTPUT_DIR of ``participant --model`` on :func:`groups_dataset` (read-only)."""
+    model = trained / "models" / "compact.keras"
+    return (
+        built_once(tmp_path_factory, "applied", lambda r: _apply(groups_dataset, model, r)) / "out"
+    )
+
+
+def _group(bids: Path, out: Path, capsys, *extra) -> tuple[int, list[str]]:
+    return run_cli([bids, out, "group", *extra], capsys)
+
+
+def test_a_strong_effect_is_found_on_participant_wise_folds(groups_dataset, applied, tmp_path,
+                                                            capsys):  # fmt: skip
+    out = Path(shutil.copytree(applied, tmp_path / "out"))
+    code, errors = _group(groups_dataset, out, capsys, "--classify", "group", *FAST)
+    assert code == 0, errors
+    metrics = pd.read_csv(out / "group_desc-classify_metrics.tsv", sep="\t", na_values="n/a")
+    metrics = metrics.set_index("view")
+    assert list(metrics.index) == ["bandpower", "features", "latent", "synth", "nuisance"]
+    assert (metrics["n_participants"] == 12).all() and (metrics["n_positive"] == 6).all()
+    assert metrics.loc["bandpower", "auc_ci_low"] > 0.5
+    assert metrics.loc["bandpower", "p_permutation"] < 0.05
+    assert metrics.loc["bandpower", "delta_auc_vs_bandpower"] == 0
+    # the effect is in the alpha band only: nothing of the recording itself predicts it
+    assert metrics.loc["nuisance", "auc_ci_low"] <= 0.5
+
+    predictions = pd.read_csv(out / "group_desc-classify_predictions.tsv", sep="\t")
+    assert set(predictions["participant_id"]) == {f"sub-{i:02d}" for i in range(1, 13)}
+    assert predictions.groupby("participant_id")["target"].first().sum() == 6
+    # one test fold per participant, view and repeat; every fold holds both classes
+    assert not predictions.duplicated(["participant_id", "view", "repeat"]).any()
+    assert len(predictions) == 12 * 5 * 3
+    folds = predictions[predictions["view"] == "bandpower"].groupby(["repeat", "fold"])["target"]
+    assert (folds.nunique() == 2).all() and folds.ngroups == 3 * 3
+    same = predictions.pivot_table(index=["participant_id", "repeat"], columns="view",
+                                   values="fold")  # fmt: skip
+    assert (same.nunique(axis=1) == 1).all()  # every view on the same splits
+    sidecar = json.loads((out / "group_desc-classify_metrics.json").read_text())
+    assert sidecar["Target"] == {"Column": "group", "Positive": "P", "Negative": ["HC"]}
+    log = next((out / "logs").glob("*group*.log"), None) or max((out / "logs").glob("*.log"))
+    assert "Classification from bandpower: AUC" in log.read_text()
+
+
+def test_labels_unrelated_to_the_effect_are_not_found(groups_dataset, applied, tmp_path, capsys):
+    bids = tmp_path / "ds"
+    bids.mkdir()
+    for name in ("dataset_description.json", "participants.json"):
+        shutil.copy(groups_dataset / name, bids / name)
+    table = pd.read_csv(groups_dataset / "participants.tsv", sep="\t")
+    # three patients and three controls in each new class: the labels carry no effect
+    table["group"] = ["P", "HC", "P", "HC", "P", "HC", "HC", "P", "HC", "P", "HC", "P"]
+    table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    out = Path(shutil.copytree(applied, tmp_path / "out"))
+    code, errors = _group(bids, out, capsys, "--classify", "group", *FAST,
+                          "--classify-views", "bandpower", "nuisance")  # fmt: skip
+    assert code == 0, errors
+    metrics = pd.read_csv(out / "group_desc-classify_metrics.tsv", sep="\t").set_index("view")
+    assert list(metrics.index) == ["bandpower", "nuisance"]
+    assert (metrics["p_permutation"] >= 0.05).all()
+
+
+def _without_model_views(out: Path) -> None:
+    for path in out.glob("sub-*/eeg/*_desc-views_features.tsv"):
+        views = {k: val for k, val in read_views(path).items() if k not in ("latent", "synth")}
+        write_views(path, views, sources=[], model=None)
+
+
+@pytest.mark.parametrize(
+    "change, extra, code, words",
+    [
+        (None, ["--classify", "diagnosis"], 2, "no column 'diagnosis' (--classify; the columns "
+         "are participant_id, group)"),
+        (None, ["--classify", "group", "--positive-label", "X"], 2, "--positive-label 'X'"),
+        ("one class", ["--classify", "group"], 66, "one class only (HC)"),
+        (None, ["--classify", "group", "--cv-folds", "7"], 66, "fewer than --cv-folds 7"),
+        ("no model", ["--classify", "group", "--classify-views", "synth"], 66,
+         "--classify-views synth: no participant has it"),
+        (None, ["--classify", "group", "--classify-views", "latnet"], 2, "did you mean 'latent'"),
+    ],
+)  # fmt: skip
+def test_bad_classification_requests(groups_dataset, applied, tmp_path, capsys, change, extra,
+                                     code, words):  # fmt: skip
+    bids = groups_dataset
+    out = Path(shutil.copytree(applied, tmp_path / "out"))
+    if change == "one class":
+        bids = Path(shutil.copytree(groups_dataset, tmp_path / "ds", symlinks=True))
+        table = pd.read_csv(bids / "participants.tsv", sep="\t")
+        table["group"] = "HC"
+        table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    elif change == "no model":
+        _without_model_views(out)
+    result, errors = _group(bids, out, capsys, *extra, "--permutations", "0")
+    assert result == code and len(errors) == 1 and words in errors[0], errors
+    assert not (out / "group_desc-classify_metrics.tsv").exists()
+
+
+def test_views_tables_hold_each_view(applied):
+    tables = sorted(applied.glob("sub-*/eeg/*_desc-views_features.tsv"))
+    assert len(tables) == 12
+    views = read_views(tables[0])
+    assert set(views) == {"bandpower", "features", "latent", "synth", "nuisance"}
+    assert len(views["bandpower"]) == 12 * 5 and views["nuisance"]["n_channels_file"] == 13
+    assert np.isfinite(list(views["synth"].values())).all()
