@@ -24,7 +24,8 @@ One module per part of the report; this package re-exports their public names, s
 - :mod:`.relevance`: frequency bands, relevance per band, scalp and lag maps;
 - :mod:`.attention`: the attention graph between channels;
 - :mod:`.training`: training curves;
-- :mod:`.group`: metrics across participants.
+- :mod:`.group`: metrics across participants;
+- :mod:`.classification`: the classification of participants (ROC curves, probabilities).
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ from bids_eeg2fmri.reports.figures.brain import (
     axial_cuts,
     plot_correlation_map,
     plot_synthesized_vs_observed,
+)
+from bids_eeg2fmri.reports.figures.classification import (
+    plot_classification_probabilities,
+    plot_classification_roc,
+    repeat_means,
+    roc_curve,
 )
 from bids_eeg2fmri.reports.figures.common import (
     METHOD_ORDER,
@@ -66,6 +73,8 @@ __all__ = [
     "order_methods",
     "participant_means",
     "plot_attention_graph",
+    "plot_classification_probabilities",
+    "plot_classification_roc",
     "plot_correlation_map",
     "plot_group_metrics",
     "plot_method_metrics",
@@ -74,4 +83,6 @@ __all__ = [
     "plot_synthesized_vs_observed",
     "plot_training_history",
     "plot_volume_onsets",
+    "repeat_means",
+    "roc_curve",
 ]

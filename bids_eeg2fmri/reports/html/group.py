@@ -1,6 +1,7 @@
 """The group report, ``OUTPUT_DIR/group.html``: the participants and links to their
 reports, the metrics per method across participants (figure and summary table), the mean
-LRP relevance across participants, then training, warnings and about. Figures go to
+LRP relevance across participants, the classification of participants (``group
+--classify``, :mod:`.classification`), then training, warnings and about. Figures go to
 ``OUTPUT_DIR/figures/``.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bids_eeg2fmri.reports.html.classification import classification_section
 from bids_eeg2fmri.reports.html.common_sections import _about_items, _training_items, _warning_items
 from bids_eeg2fmri.reports.html.items import (
     _facts,
@@ -113,6 +115,7 @@ def write_group_report(output_dir: Path) -> Path:
         _section("summary", "Summary", summary),
         _section("metrics", "Synthesis quality", metrics_items),
         _section("relevance", "EEG relevance", relevance_items),
+        classification_section(output_dir, context),
         _section(
             "training",
             "Training",
@@ -124,6 +127,7 @@ def write_group_report(output_dir: Path) -> Path:
         _section("warnings", "Warnings", _warning_items(output_dir, None)),
         _section("about", "About", _about_items(context)),
     ]
+    sections = [s for s in sections if s is not None]  # no classification table, no section
     if not context.cards:
         sections = [s for s in sections if s["id"] != "training"]
     return _render(
