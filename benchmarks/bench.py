@@ -7,10 +7,10 @@ Sections: speed of each preset on arrays in memory (with FLOPs and this CPU's ma
 throughput), the pipeline's relevance maps (LRP) beside synthesis, the original eeg_to_fmri
 package on the same arrays, preprocessing of one hour
 of EEG, training memory on 5/10/20 participants, held-out quality against the baselines and
-the noise ceiling over 3 seeds, the README's demo, and the cost of a study derived from
-them. Writes RESULTS.md and results.json (the full run into benchmarks/, a quick run into
-benchmarks/quick/, which git ignores, unless --results-dir says otherwise). Every figure is
-measured in this run; ratios compare figures of this run only.
+the noise ceiling over 3 seeds, the README's demo, classifying participants, and the cost
+of a study derived from them. Writes RESULTS.md and results.json (the full run into
+benchmarks/, a quick run into benchmarks/quick/, which git ignores, unless --results-dir
+says otherwise). Every figure is measured in this run; ratios compare figures of this run only.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
+import classify  # noqa: E402
 import common  # noqa: E402
 import mr  # noqa: E402
 import pipeline  # noqa: E402
@@ -40,7 +41,9 @@ import speed  # noqa: E402
 from bids_eeg2fmri.config import PRESET_NAMES  # noqa: E402 - TensorFlow-free
 
 DEFAULT_PRESET = "compact"
-SECTIONS = ("models", "lrp", "original", "preprocessing", "memory", "quality", "demo", "mr")
+SECTIONS = (
+    "models", "lrp", "original", "preprocessing", "memory", "quality", "demo", "mr", "classify"
+)  # fmt: skip
 
 
 def machine() -> dict:
@@ -177,6 +180,7 @@ def main() -> int:
         "quality": quality,
         "demo": lambda: pipeline.demo(ctx),
         "mr": lambda: mr.mr_section(ctx),
+        "classify": lambda: classify.classify_section(ctx),
     }
     if args.update:  # the earlier run's figures, with these sections measured again
         earlier = json.loads((results_dir / "results.json").read_text())

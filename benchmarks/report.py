@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import classify
 import mr_report
 from pipeline import QUALITY_METRICS
 
@@ -211,7 +212,8 @@ def markdown(results: dict) -> str:
         )
     lines += _targets(results) + _quality(results) + _limits(results)
     lines += _models(results) + _lrp(results) + _original(results) + _speed_gaps(results)
-    lines += _pipeline(results) + mr_report.section(results) + _scale(results)
+    lines += _pipeline(results) + mr_report.section(results) + classify.section(results)
+    lines += _scale(results)
     return "\n".join(lines) + "\n"
 
 

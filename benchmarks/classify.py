@@ -1,0 +1,116 @@
+"""The classification section: a model trained on simulated simultaneous EEG-fMRI, applied
+to simulated datasets of patients and controls with a known group effect (and the null),
+then ``group --classify group``: AUC per view with its interval and permutation p, and the
+wall time of each step."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from common import Context, app, simulate
+
+#: group effect sizes (the patients' alpha amplitude x 1 + size); 0 is the null
+EFFECTS = (0.0, 0.5, 1.0)
+
+
+def plan(quick: bool) -> dict:
+    """Sizes of the section (quick: a smoke run of the harness)."""
+    if quick:
+        small = ["--channels", "12", "--grid", "12", "13", "8"]
+        return {"train": ["--participants", "3", "--volumes", "40", *small],
+                "groups": ["--groups", "4", "4", "--volumes", "40", *small],
+                "holdout": ["03"], "epochs": "2", "permutations": "20", "repeats": "2",
+                "folds": "3", "effects": (0.0, 1.0)}  # fmt: skip
+    return {"train": ["--participants", "8", "--volumes", "150"],
+            "groups": ["--groups", "20", "20", "--volumes", "100"],
+            "holdout": ["07", "08"], "epochs": "10", "permutations": "200", "repeats": "5",
+            "folds": "5", "effects": EFFECTS}  # fmt: skip
+
+
+def classify_section(ctx: Context) -> dict:
+    sizes = plan(ctx.quick)
+    base = ctx.root / "classify"
+    base.mkdir(parents=True, exist_ok=True)
+    train_data = simulate(ctx, "classify/train", "--seed", "0", *sizes["train"])
+    train_out = base / "train-out"
+    trained = app(ctx, train_data, train_out, "participant", "-w", str(base / "work-train"),
+                  "--train", "--holdout-label", *sizes["holdout"], "--epochs", sizes["epochs"],
+                  *(["--model-grid", "12", "13", "8"] if ctx.quick else []),
+                  "--lrp-volumes", "0")  # fmt: skip
+    model = train_out / "models" / "compact.keras"
+    out: dict = {
+        "train_options": sizes["train"],
+        "train_wall_s": trained["wall_s"],
+        "group_options": sizes["groups"],
+        "permutations": int(sizes["permutations"]),
+        "repeats": int(sizes["repeats"]),
+        "folds": int(sizes["folds"]),
+        "effects": {},
+    }
+    for i, effect in enumerate(sizes["effects"]):
+        name = f"effect-{effect:g}"
+        data = simulate(ctx, f"classify/{name}", "--seed", str(100 + i), *sizes["groups"],
+                        "--group-effect", f"{effect:g}")  # fmt: skip
+        result = base / f"{name}-out"
+        applied = app(ctx, data, result, "participant", "-w", str(base / f"work-{name}"),
+                      "--model", str(model), "--lrp-volumes", "0")  # fmt: skip
+        grouped = app(ctx, data, result, "group", "--classify", "group", "--permutations",
+                      sizes["permutations"], "--cv-repeats", sizes["repeats"], "--cv-folds",
+                      sizes["folds"])  # fmt: skip
+        out["effects"][f"{effect:g}"] = {
+            "participant_wall_s": applied["wall_s"],
+            "group_wall_s": grouped["wall_s"],
+            "views": _metrics(result / "group_desc-classify_metrics.tsv"),
+        }
+    return out
+
+
+def _metrics(path: Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    keep = ("auc", "auc_ci_low", "auc_ci_high", "p_permutation", "balanced_accuracy",
+            "delta_auc_vs_bandpower", "delta_ci_low", "delta_ci_high", "n_features")  # fmt: skip
+    return {
+        row["view"]: {k: (None if row[k] == "n/a" else float(row[k])) for k in keep} for row in rows
+    }
+
+
+def section(results: dict) -> list[str]:
+    """The section of RESULTS.md."""
+    found = results.get("classify")
+    if not found:
+        return []
+    title = ["## Classifying participants", ""]
+    if "failed" in found:
+        return title + [f"Failed: {found['failed']}", ""]
+    lines = title + [
+        "A compact model trained (defaults, LRP off) on `bids-eeg2fmri-simulate "
+        f"{' '.join(found['train_options'])}` ({found['train_wall_s']:.0f} s), applied "
+        f"(`participant --model`) to datasets simulated with `{' '.join(found['group_options'])} "
+        "--group-effect SIZE` (patients' alpha amplitude x 1 + SIZE; 0 is the null), then "
+        f"`group --classify group --cv-folds {found['folds']} --cv-repeats {found['repeats']} "
+        f"--permutations {found['permutations']}`. AUC [95 % bootstrap interval over "
+        "participants], permutation p, and the paired AUC difference with `bandpower`.",
+        "",
+        "| effect | view | AUC [95 % interval] | p | balanced accuracy | vs bandpower |",
+        "|---|---|---|---|---|---|",
+    ]
+    for effect, figures in found["effects"].items():
+        for view, m in figures["views"].items():
+            delta = (
+                "" if view == "bandpower" or m["delta_auc_vs_bandpower"] is None
+                else f"{m['delta_auc_vs_bandpower']:+.2f} [{m['delta_ci_low']:+.2f}, "
+                f"{m['delta_ci_high']:+.2f}]"
+            )  # fmt: skip
+            p = "n/a" if m["p_permutation"] is None else f"{m['p_permutation']:.3f}"
+            lines.append(
+                f"| {effect} | {view} | {m['auc']:.2f} [{m['auc_ci_low']:.2f}, "
+                f"{m['auc_ci_high']:.2f}] | {p} | {m['balanced_accuracy']:.2f} | {delta} |"
+            )
+    lines += ["", "| effect | participant level (s) | group level (s) |", "|---|---|---|"]
+    for effect, figures in found["effects"].items():
+        lines.append(
+            f"| {effect} | {figures['participant_wall_s']:.0f} | {figures['group_wall_s']:.0f} |"
+        )
+    return lines + [""]
