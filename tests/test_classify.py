@@ -126,3 +126,13 @@ def test_block_means_on_uneven_grids():
     z = np.random.default_rng(0).normal(size=(7, 8, 9, 10))
     summary = v.synth_summary(z, np.r_[False, [True] * 9], block=4)
     assert len(summary) == 2 * 2 * 2 * 3 and "b1_1_2_sd" in summary
+
+
+def test_features_cached_by_an_earlier_version_give_no_views_and_a_warning(tmp_path, caplog):
+    from bids_eeg2fmri.models.data import RunArrays
+    from bids_eeg2fmri.workflows import views as wv
+
+    run = RunArrays(name="sub-01_task-rest", subject="01", features=tmp_path / "f.npy",
+                    features_info={"channels": ["C3"], "frequencies": [1.0]})  # fmt: skip
+    assert wv.eeg_views(run) == {}
+    assert "rerun with a new -w/--work-dir" in caplog.text

@@ -40,8 +40,17 @@ def views_path(output_dir: Path, pair: RunPair) -> Path:
 
 
 def eeg_views(run: RunArrays) -> dict[str, dict[str, float]]:
-    """The views that need no model, from the run's cached features information."""
+    """The views that need no model, from the run's cached features information; none
+    (with a WARNING) when the work directory's features predate the views."""
     info = run.features_info
+    if not {"log_psd_mean", "n_channels_file", "duration_s"} <= set(info):
+        LOGGER.warning(
+            "%s: its cached features (work directory) were computed by an earlier version "
+            "without the spectra the classification views need: no views for this run "
+            "(rerun with a new -w/--work-dir to write them)",
+            run.name,
+        )
+        return {}
     log_psd = np.asarray(info["log_psd_mean"], float)
     freqs = np.asarray(info["frequencies"], float)
     channels = list(info["channels"])
@@ -113,23 +122,35 @@ def write_eeg_views(runs: list[RunArrays], pairs: list[RunPair], *, output_dir: 
     """The EEG views of every run (no model), after preprocessing."""
     written = []
     for run, pair in zip(runs, pairs, strict=True):
-        written.append(
-            write_views(
-                views_path(output_dir, pair),
-                eeg_views(run),
-                sources=[bids_uri(pair.eeg, bids_dir)],
-                model=None,
+        views = eeg_views(run)
+        if views:
+            written.append(
+                write_views(
+                    views_path(output_dir, pair),
+                    views,
+                    sources=[bids_uri(pair.eeg, bids_dir)],
+                    model=None,
+                )
             )
-        )
     LOGGER.info("Feature sets for classification: %d run(s) (desc-views)", len(written))
     return written
 
 
-def write_model_views(run: RunArrays, pair: RunPair, *, output_dir: Path, bids_dir: Path,
-                      latent: np.ndarray, synth: np.ndarray, card: dict) -> Path:  # fmt: skip
+def write_model_views(
+    run: RunArrays,
+    pair: RunPair,
+    *,
+    output_dir: Path,
+    bids_dir: Path,
+    latent: np.ndarray,
+    synth: np.ndarray,
+    card: dict,
+) -> Path | None:
     """A run's views with the model's: ``latent`` (n_units, n_valid_volumes) and ``synth``
-    (x, y, z, n_volumes) z-scores on the model grid."""
+    (x, y, z, n_volumes) z-scores on the model grid (none when :func:`eeg_views` has none)."""
     views = eeg_views(run)
+    if not views:
+        return None
     views["latent"] = v.temporal_summary(latent, "unit")
     views["synth"] = v.synth_summary(synth, run.valid)
     return write_views(
