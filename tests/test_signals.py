@@ -124,8 +124,8 @@ def test_missing_model_channels_are_interpolated_and_reported():
     raw, names = _smooth_raw()
     truth = raw.get_data(picks=["FC1"])[0]
     raw.drop_channels(["FC1"])
-    data, missing = eeg_mod.model_channel_data(raw, raw.ch_names, names)
-    assert missing == ["FC1"] and data.shape == (len(names), 2000)
+    data, mapping = eeg_mod.model_channel_data(raw, raw.ch_names, names)
+    assert mapping.targets == ["FC1"] and data.shape == (len(names), 2000)
     assert np.corrcoef(data[names.index("FC1")], truth)[0, 1] > 0.9
     assert np.array_equal(data[names.index("Cz")], raw.get_data(picks=["Cz"])[0])
 

@@ -17,11 +17,16 @@ from bids_eeg2fmri.bidsio.eeg_checks import (
     read_or_fail,
     readable_markers,
 )
+from bids_eeg2fmri.signals.positions import (
+    ChannelMap,
+    Positions,
+    displaced_names,
+    interpolation_map,
+    standard_positions,
+)
 
 LOGGER = logging.getLogger(__name__)
 
-#: Standard montage used to place channels for spherical-spline interpolation.
-MONTAGE = "easycap-M1"
 #: Names of non-EEG channels that recorders often type as EEG in the data file.
 NON_EEG_NAME = re.compile(
     r"^(?:ECG|EKG|EOG|[VH]EOG|EMG|EXG\d*|TRIG(?:GER)?|STI\d*|STATUS|RESP|GSR|PULSE"
@@ -272,60 +277,101 @@ def check_finite(raw, picks: Sequence[int], *, label: str, seconds: float = 60.0
 
 
 def model_channel_data(
-    raw, eeg_names: Sequence[str], model_channels: Sequence[str], *, min_fraction: float = 0.75
-) -> tuple[np.ndarray, list[str]]:
+    raw,
+    eeg_names: Sequence[str],
+    model_channels: Sequence[str],
+    *,
+    min_fraction: float = 0.75,
+    positions: Positions | None = None,
+    model_positions: Positions | None = None,
+    chunk_seconds: float = 60.0,
+) -> tuple[np.ndarray, ChannelMap | None]:
     """EEG of the model's channels, in the model's order; missing ones interpolated.
 
-    ``raw`` is reduced to the present model channels in place (no copy of the recording).
-    Missing channels are rebuilt with spherical splines (MNE) from the present ones,
-    placed on the standard montage by name.
+    A model channel the recording has by name, at the same place, is taken as it is; the
+    others are rebuilt by spherical splines from every placed EEG channel of the
+    recording: a few missing channels, or a whole other cap. A name at another place
+    (biosemi128's ``C3`` is not the 10-20 ``C3``) counts as missing. Positions of the
+    recording come from ``positions`` (its ``_electrodes.tsv``), else from a standard
+    montage by name; those of the model from ``model_positions`` (its card), else from a
+    standard montage by name. The map is applied ``chunk_seconds`` at a time. ``raw`` is
+    reduced to the channels used, in place.
 
     Returns
     -------
     data : ndarray, shape (len(model_channels), n_times), volts
-    interpolated : list of str
-        The model channels that were missing from the recording.
+    mapping : ChannelMap or None
+        How the missing model channels were interpolated (None when none was missing).
 
     Raises
     ------
     EEGError
-        Fewer than ``min_fraction`` of the model channels present, or a missing channel
-        the montage cannot place.
+        Missing model channels that cannot be interpolated: no position for them, or
+        fewer than ``min_fraction`` of the model's channel count placed in the recording.
     """
-    import mne
-
-    present = [c for c in model_channels if c in eeg_names]
-    missing = [c for c in model_channels if c not in eeg_names]
-    if len(present) < min_fraction * len(model_channels):
-        raise EEGError(
-            f"only {len(present)} of the model's {len(model_channels)} channels are in the "
-            f"recording; missing: {', '.join(missing)}"
-        )
-    picked = raw.pick(present)  # in place: a copy of the whole recording is not needed
+    rec_pos = positions if positions is not None else standard_positions(eeg_names)
+    model_pos = (
+        model_positions if model_positions is not None else standard_positions(model_channels)
+    )
+    names = set(eeg_names)
+    elsewhere = set(displaced_names(rec_pos, model_pos, [c for c in model_channels if c in names]))
+    present = [c for c in model_channels if c in names and c not in elsewhere]
+    missing = [c for c in model_channels if c not in present]
+    mapping = None
     if missing:
-        montage = mne.channels.make_standard_montage(MONTAGE)
-        unknown = [c for c in [*present, *missing] if c not in montage.ch_names]
-        if unknown:
-            raise EEGError(
-                f"cannot interpolate {', '.join(missing)}: no standard position for "
-                f"{', '.join(unknown)}"
-            )
-        zeros = mne.io.RawArray(
-            np.zeros((len(missing), picked.n_times)),
-            mne.create_info(missing, picked.info["sfreq"], "eeg"),
-            verbose="error",
+        mapping = _interpolation(
+            eeg_names, model_channels, present, missing, min_fraction, rec_pos, model_pos
         )
-        picked.add_channels([zeros], force_update_info=True)
-        picked.set_montage(montage, verbose="error")
-        picked.info["bads"] = list(missing)
-        picked.interpolate_bads(reset_bads=True, origin="auto", verbose="error")
-    data = picked.get_data(picks=list(model_channels))
+    used = list(dict.fromkeys([*present, *(mapping.sources if mapping else [])]))
+    raw.pick(used)  # in place: a copy of the whole recording is not needed
+    data = np.empty((len(model_channels), raw.n_times))
+    row = {c: i for i, c in enumerate(model_channels)}
+    if present:
+        data[[row[c] for c in present]] = raw.get_data(picks=present)
+    if mapping is not None:
+        rows = [row[c] for c in mapping.targets]
+        step = max(1, int(chunk_seconds * raw.info["sfreq"]))
+        for start in range(0, raw.n_times, step):
+            stop = min(start + step, raw.n_times)
+            block = raw.get_data(picks=mapping.sources, start=start, stop=stop)
+            data[rows, start:stop] = mapping.matrix @ block
     if not np.all(np.isfinite(data)):
-        bad = [c for c, row in zip(model_channels, data, strict=True) if not np.isfinite(row).all()]
+        bad = [c for c, r in zip(model_channels, data, strict=True) if not np.isfinite(r).all()]
         raise EEGError(
             f"NaN or infinite samples in channel(s) {', '.join(bad[:5])} (finite samples expected)"
         )
-    return data, missing
+    return data, mapping
+
+
+def _interpolation(
+    eeg_names, model_channels, present, missing, min_fraction, rec_pos, model_pos
+) -> ChannelMap:
+    """The map that rebuilds ``missing`` model channels (see :func:`model_channel_data`)."""
+    if len(present) < min_fraction * len(model_channels):
+        elsewhere = [c for c in missing if c in set(eeg_names)]
+        lead = (
+            f"only {len(present)} of the model's {len(model_channels)} channels are in the "
+            f"recording; missing: {', '.join(missing)}"
+            + (f" ({', '.join(elsewhere)} at other places on this cap)" if elsewhere else "")
+        )
+    else:
+        lead = f"cannot interpolate {', '.join(missing)}"
+    unplaced = [c for c in missing if model_pos is None or c not in model_pos.xyz]
+    if unplaced:
+        raise EEGError(
+            f"{lead}: no position for the model's {', '.join(unplaced)} (positions in the "
+            "model card, or names of a standard montage, expected)"
+        )
+    sources = [c for c in eeg_names if rec_pos is not None and c in rec_pos.xyz]
+    needed = int(np.ceil(min_fraction * len(model_channels)))
+    if len(sources) < needed:
+        where = rec_pos.source if rec_pos is not None else "no _electrodes.tsv or standard montage"
+        raise EEGError(
+            f"{lead}: {len(sources)} of the recording's {len(eeg_names)} EEG channels have a "
+            f"position ({where}) to interpolate from, at least {needed} needed (an "
+            "_electrodes.tsv, or channel names of a standard montage, expected)"
+        )
+    return interpolation_map(rec_pos, sources, model_pos, missing)
 
 
 def recording_eeg_channels(eeg_file: Path, channels_tsv: Path | None) -> list[str]:
