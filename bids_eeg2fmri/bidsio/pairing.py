@@ -27,6 +27,8 @@ class RunPair:
     bold: Path | None = None
     channels_tsv: Path | None = None
     events_tsv: Path | None = None
+    electrodes_tsv: Path | None = None  # electrode positions, with their coordsystem.json
+    coordsystem_json: Path | None = None
     tr: float | None = None  # the BOLD's: its sidecar's, else its NIfTI header's
     n_discarded: int = 0  # NumberOfVolumesDiscardedByScanner + ByUser
     slice_timing: tuple[float, ...] | None = None  # the BOLD's SliceTiming (s)
@@ -227,6 +229,7 @@ def pair_runs(
         )
         if bold is not None:
             used_bold.add(bold)
+        electrodes, coordsystem = electrode_files(Path(eeg))
         pairs.append(
             RunPair(
                 entities=key,
@@ -234,6 +237,8 @@ def pair_runs(
                 bold=bold,
                 channels_tsv=channels if channels.is_file() else None,
                 events_tsv=events if events.is_file() and source == Path(eeg) else None,
+                electrodes_tsv=electrodes,
+                coordsystem_json=coordsystem,
                 tr=tr,
                 n_discarded=meta.get("NumberOfVolumesDiscardedByScanner", 0)
                 + meta.get("NumberOfVolumesDiscardedByUser", 0),
@@ -251,6 +256,29 @@ def pair_runs(
         if Path(bold) not in used_bold:
             LOGGER.info("%s has no simultaneous EEG: skipped", Path(bold).name)
     return pairs
+
+
+def _entity_pairs(path: Path) -> tuple[set[str], str]:
+    """The ``key-value`` parts of a BIDS file name, and its stem before the suffix."""
+    stem = path.name.split(".", 1)[0].rsplit("_", 1)[0]
+    return {part for part in stem.split("_") if "-" in part}, stem
+
+
+def electrode_files(eeg: Path) -> tuple[Path | None, Path | None]:
+    """The ``_electrodes.tsv`` (and its ``_coordsystem.json``) that apply to ``eeg``: in
+    its folder, the one whose entities (``space-`` aside) are the most of the recording's
+    and none other (None, None when there is none)."""
+    own, _ = _entity_pairs(eeg)
+    best, best_score = None, -1
+    for candidate in sorted(eeg.parent.glob("*_electrodes.tsv")):
+        pairs, _ = _entity_pairs(candidate)
+        pairs = {p for p in pairs if not p.startswith("space-")}
+        if pairs <= own and len(pairs) > best_score:
+            best, best_score = candidate, len(pairs)
+    if best is None:
+        return None, None
+    coordsystem = best.parent / f"{_entity_pairs(best)[1]}_coordsystem.json"
+    return best, coordsystem if coordsystem.is_file() else None
 
 
 def _bold_timing(bold: Path, bids_dir: Path) -> tuple[dict[str, Any], float]:

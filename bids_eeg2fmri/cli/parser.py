@@ -151,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--eeg-only-tr",
         dest="eeg_only_tr",
         metavar="SECONDS",
-        help="TR of EEG-only recordings without markers (with --first-volume-onset or "
-        "--assume-eeg-starts-at-first-volume)",
+        help="TR of the grid EEG-only recordings without markers are cut on, from their start "
+        "or --first-volume-onset (default with --model: the model's TR)",
     )
     wf.add_argument(
         "--mr-correction",

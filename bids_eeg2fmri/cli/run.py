@@ -293,6 +293,7 @@ def _preprocess(config, layout, selection) -> None:
             f", BOLD {pair.bold.name}" if pair.bold else " (EEG only)",
         )
     settings = config.workflow
+    model_positions = None
     if settings.model is not None:  # the model decides channels, windows, frequencies, grid
         from bids_eeg2fmri.models.cards import check_runs_fit_model, read_card
 
@@ -305,6 +306,14 @@ def _preprocess(config, layout, selection) -> None:
             max_freq=float(card["max_freq"]),
             model_grid=tuple(card["grid"]),
         )
+        model_positions = card.get("channel_positions")
+        if settings.eeg_only_tr is None and any(p.bold is None for p in pairs):
+            LOGGER.info(
+                "EEG-only runs without volume markers are cut on the model's TR grid "
+                "(%g s, from its card; --eeg-only-tr sets another)",
+                float(card["tr"]),
+            )
+            settings = dataclasses.replace(settings, eeg_only_tr=float(card["tr"]))
     channels = list(settings.channels)
     if not channels:  # default: those common to every selected recording
         from bids_eeg2fmri.bidsio.model_channels import default_model_channels
@@ -317,6 +326,7 @@ def _preprocess(config, layout, selection) -> None:
         run_uuid=config.run_uuid,
         workflow=settings,
         channels=channels,
+        model_positions=model_positions,
         omp_nthreads=config.execution.omp_nthreads,
     )
     started = time.time_ns() - 1_000_000_000  # file times lag the clock by a tick or two

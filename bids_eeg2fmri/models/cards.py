@@ -152,6 +152,17 @@ def _affine(value) -> bool:
     )
 
 
+def _positions(value) -> bool:
+    points = value.get("positions_m") if isinstance(value, dict) else None
+    return (
+        _text(value.get("source"))
+        and isinstance(points, dict)
+        and all(
+            isinstance(p, list) and len(p) == 3 and all(map(_number, p)) for p in points.values()
+        )
+    )
+
+
 def _text(value) -> bool:
     return isinstance(value, str) and bool(value)
 
@@ -178,6 +189,10 @@ OPTIONAL_KEYS = {
     "digest": (_hex64, "the model's content digest, 64 lower-case hexadecimal digits"),
     "architecture": (lambda v: isinstance(v, dict), "an object"),
     "training": (lambda v: isinstance(v, dict), "an object"),
+    "channel_positions": (
+        lambda v: v is None or _positions(v),
+        'null or {"source": text, "positions_m": {channel: [x, y, z]}}',
+    ),
 }
 
 

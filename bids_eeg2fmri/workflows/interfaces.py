@@ -30,6 +30,84 @@ def _named(err: Exception, path: str) -> Exception:
     return type(err)(f"{Path(path).name}: {err}")
 
 
+def _positions(inputs):
+    """The recording's positions (its _electrodes.tsv, when there is one) and the model's
+    (its card's), as :class:`~bids_eeg2fmri.signals.positions.Positions` or None."""
+    from bids_eeg2fmri.signals import positions as pos
+    from bids_eeg2fmri.signals.eeg import EEGError
+
+    recording = model = None
+    try:
+        if isdefined(inputs.electrodes_tsv):
+            coordsystem = inputs.coordsystem_json if isdefined(inputs.coordsystem_json) else None
+            recording = pos.read_electrodes(Path(inputs.electrodes_tsv), coordsystem)
+        if isdefined(inputs.model_positions) and inputs.model_positions:
+            model = pos.positions_from_json(inputs.model_positions)
+    except pos.PositionError as err:
+        raise EEGError(str(err)) from None
+    return recording, model
+
+
+def _log_mapping(mapping, name: str, n_model: int) -> list[str]:
+    """Warn of the interpolated model channels (how many, from what, from how far)."""
+    if mapping is None:
+        return []
+    import numpy as np
+
+    from bids_eeg2fmri.signals.positions import FAR_MM
+
+    distances = mapping.distance_mm
+    farthest = max(distances, key=distances.get)
+    shown = ", ".join(mapping.targets[:8]) + (" ..." if len(mapping.targets) > 8 else "")
+    LOGGER.warning(
+        "%s: interpolated missing channel(s) %s: %d of the model's %d channels (%.0f %%), "
+        "from %d channels placed by %s; nearest electrode median %.0f mm, at most %.0f mm (%s)",
+        name,
+        shown,
+        len(mapping.targets),
+        n_model,
+        100 * len(mapping.targets) / n_model,
+        len(mapping.sources),
+        mapping.positions_from,
+        float(np.median(list(distances.values()))),
+        distances[farthest],
+        farthest,
+    )
+    far = [c for c, mm in distances.items() if mm > FAR_MM]
+    if far:
+        LOGGER.warning(
+            "%s: %d interpolated channel(s) lie more than %.0f mm from any electrode of the "
+            "recording (%s): their EEG is extrapolated, not interpolated",
+            name,
+            len(far),
+            FAR_MM,
+            ", ".join(far[:8]),
+        )
+    return list(mapping.targets)
+
+
+def _mapping_info(mapping) -> dict | None:
+    """What features.json records of the interpolation."""
+    if mapping is None:
+        return None
+    return {
+        "positions_from": mapping.positions_from,
+        "n_sources": len(mapping.sources),
+        "distance_mm": mapping.distance_mm,
+    }
+
+
+def _channel_positions(channels, model_positions, positions) -> dict | None:
+    """The model channels' positions for a model card: the card's own, else those of the
+    recording's positions or a standard montage when they place every channel."""
+    from bids_eeg2fmri.signals.positions import Positions, standard_positions
+
+    for known in (model_positions, positions, standard_positions(channels)):
+        if known is not None and all(c in known.xyz for c in channels):
+            return Positions(known.source, {c: known.xyz[c] for c in channels}).to_json()
+    return None
+
+
 # ----------------------------------------------------------------------------- timing
 class _VolumeTimingInputSpec(BaseInterfaceInputSpec):
     eeg_file = File(exists=True, mandatory=True, desc="EEG recording (.vhdr, .edf, .bdf, .set)")
@@ -117,7 +195,7 @@ class VolumeTiming(SimpleInterface):
 
         inputs = self.inputs
         given = isdefined(inputs.first_volume_onset)
-        if not given and not inputs.assume_start:
+        if not given and not inputs.assume_start and n_volumes is not None:  # a BOLD run
             raise mk.MarkerError(
                 f"no volume markers match {pattern!r}; pass --volume-marker, "
                 "--first-volume-onset or --assume-eeg-starts-at-first-volume"
@@ -138,8 +216,11 @@ class _EEGFeaturesInputSpec(BaseInterfaceInputSpec):
     eeg_file = File(exists=True, mandatory=True, desc="EEG recording")
     source_file = File(exists=True, desc="the run's EEG in BIDS_DIR (named in messages)")
     channels_tsv = File(exists=True, desc="the recording's _channels.tsv (channel types)")
+    electrodes_tsv = File(exists=True, desc="the recording's _electrodes.tsv (positions)")
+    coordsystem_json = File(exists=True, desc="the _coordsystem.json of electrodes_tsv")
     timing = File(exists=True, mandatory=True, desc="output of VolumeTiming")
     channels = traits.List(traits.Str, mandatory=True, desc="the model's EEG channels, in order")
+    model_positions = traits.Dict(desc="the model card's channel_positions")
     min_channel_fraction = traits.Float(0.75, usedefault=True, desc="fewest model channels present")
     n_windows = traits.Int(10, usedefault=True, desc="TR-long windows per model input")
     max_freq = traits.Float(62.5, usedefault=True, desc="highest frequency (Hz, excluded)")
@@ -213,18 +294,19 @@ class EEGFeatures(SimpleInterface):
             )
             names = [n for n in names if n not in flat]
         try:
-            data, interpolated = eeg_mod.model_channel_data(
-                raw, names, inputs.channels, min_fraction=inputs.min_channel_fraction
+            positions, model_positions = _positions(inputs)
+            data, mapping = eeg_mod.model_channel_data(
+                raw,
+                names,
+                inputs.channels,
+                min_fraction=inputs.min_channel_fraction,
+                positions=positions,
+                model_positions=model_positions,
             )
         except eeg_mod.EEGError as err:
             raise _named(err, inputs.eeg_file) from None
         del raw  # the model channels are in ``data``
-        if interpolated:
-            LOGGER.warning(
-                "%s: interpolated missing channel(s) %s",
-                Path(inputs.eeg_file).name,
-                ", ".join(interpolated),
-            )
+        interpolated = _log_mapping(mapping, Path(source).name, len(inputs.channels))
         l_freq = inputs.l_freq if isdefined(inputs.l_freq) else None
         h_freq = inputs.h_freq if isdefined(inputs.h_freq) else None
         if l_freq or h_freq:
@@ -244,6 +326,8 @@ class EEGFeatures(SimpleInterface):
         info = {
             "channels": list(inputs.channels),
             "interpolated": interpolated,
+            "interpolation": _mapping_info(mapping),
+            "channel_positions": _channel_positions(inputs.channels, model_positions, positions),
             "flat": flat,
             "frequencies": (bins * sfreq / n_samples).round(6).tolist(),
             "n_windows": inputs.n_windows,

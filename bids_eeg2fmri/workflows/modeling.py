@@ -164,6 +164,7 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
         "architecture": dataclasses.asdict(arch),
         "trainable_parameters": count_trainable(result.models.training),
         "channels": first.features_info["channels"],
+        "channel_positions": first.features_info.get("channel_positions"),
         "frequencies": first.features_info["frequencies"],
         "n_windows": first.n_windows,
         "tr": first.features_info["tr"],

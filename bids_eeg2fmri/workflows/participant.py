@@ -29,11 +29,14 @@ def init_participant_wf(
     run_uuid: str,
     workflow,
     channels: Sequence[str],
+    model_positions: dict | None = None,
     omp_nthreads: int = 1,
     name: str | None = None,
 ):
     """One sub-workflow per run; ``workflow`` is the config's WorkflowSection,
-    ``omp_nthreads`` the threads of a node (an execution setting: no cache depends on it).
+    ``model_positions`` the positions of ``channels`` in the model card (None: a standard
+    montage places them), ``omp_nthreads`` the threads of a node (an execution setting: no
+    cache depends on it).
 
     Crash reports go to ``OUTPUT_DIR/sub-X/log/<run_uuid>/``.
     """
@@ -50,6 +53,7 @@ def init_participant_wf(
                     crashdump_dir=Path(output_dir) / f"sub-{pair.subject}" / "log" / run_uuid,
                     workflow=workflow,
                     channels=channels,
+                    model_positions=model_positions,
                     omp_nthreads=omp_nthreads,
                 )
             ]
@@ -58,7 +62,15 @@ def init_participant_wf(
 
 
 def init_run_wf(
-    *, pair: RunPair, bids_dir, output_dir, crashdump_dir, workflow, channels, omp_nthreads=1
+    *,
+    pair: RunPair,
+    bids_dir,
+    output_dir,
+    crashdump_dir,
+    workflow,
+    channels,
+    model_positions=None,
+    omp_nthreads=1,
 ):
     """Nodes of one run (EEG with or without BOLD)."""
     import nipype.pipeline.engine as pe
@@ -130,6 +142,9 @@ def init_run_wf(
     optional[features] = {
         "source_file": pair.eeg,
         "channels_tsv": pair.channels_tsv,
+        "electrodes_tsv": pair.electrodes_tsv,
+        "coordsystem_json": pair.coordsystem_json if pair.electrodes_tsv else None,
+        "model_positions": model_positions,
         "l_freq": workflow.l_freq,
         "h_freq": workflow.h_freq,
     }
