@@ -239,6 +239,9 @@ def test_simulate_cli_writes_a_dataset(tmp_path):
         (["--groups", "1", "1", "--group-effect", "-0.5"], 2, "expected a finite number >= 0"),
         (["--group-effect", "0.5"], 2, "--group-effect needs --groups N_POSITIVE N_NEGATIVE"),
         (["--group-effect", "0"], 2, "--group-effect needs --groups"),
+        (["--montage", "biosemi-64"], 2, "montage 'biosemi-64' is not an MNE standard montage"),
+        (["--montage", "biosemi16", "--channels", "20"], 2, "at most 16 EEG channels"),
+        (["--eeg-only", "--mr-artifacts", "gradient"], 2, "EEG-only datasets have no MR"),
         (
             ["--groups", "2", "1", "--participants", "4"],
             2,
@@ -391,3 +394,26 @@ def test_group_effect_raises_the_alpha_share_of_patients_only(group_datasets):
 def test_simulation_config_checks_the_groups(settings, fragment):
     with pytest.raises(ValueError, match=re.escape(fragment)):
         SimulationConfig(**{**TINY, "n_participants": 2, **settings}).check()
+
+
+def test_eeg_only_dataset_on_another_cap(tmp_path):
+    """``--eeg-only --montage biosemi128 --channels 16 --sfreq 512``: no BOLD, no markers,
+    16 biosemi channels spread over the head, their positions in electrodes.tsv; valid."""
+    out = tmp_path / "ds"
+    assert simulate_main([str(out), "--eeg-only", "--montage", "biosemi128", "--channels",
+                          "16", "--sfreq", "512", "--volumes", "20", "--participants",
+                          "1"]) == 0  # fmt: skip
+    assert not list(out.rglob("*_bold.*")) and not (out / "sub-01" / "func").exists()
+    raw = mne.io.read_raw(out / "sub-01/eeg/sub-01_task-rest_eeg.vhdr", verbose=False)
+    assert raw.info["sfreq"] == 512 and len(raw.annotations) == 0
+    eeg = [n for n in raw.ch_names if n != "ECG"]  # BrainVision types every channel EEG
+    biosemi = mne.channels.make_standard_montage("biosemi128").get_positions()["ch_pos"]
+    assert len(eeg) == 16 and set(eeg) <= set(biosemi)
+    xyz = np.array([biosemi[n] for n in eeg])
+    assert xyz[:, 1].max() > 0.06 and xyz[:, 1].min() < -0.06  # front and back
+    assert xyz[:, 0].max() > 0.06 and xyz[:, 0].min() < -0.06  # left and right
+    rows = list(csv.DictReader(open(next((out / "sub-01/eeg").glob("*_electrodes.tsv"))),
+                               delimiter="\t"))  # fmt: skip
+    assert [r["name"] for r in rows][:16] == eeg
+    assert (out / "README").read_text().startswith("Simulated EEG (no fMRI)")
+    assert errors_of(run_validator(out, cache_dir=tmp_path / "deno")) == []

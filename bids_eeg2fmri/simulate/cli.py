@@ -115,7 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=250.0,
         help="EEG sampling rate in Hz (default: 250)",
     )
-    p.add_argument("--channels", type=_positive_int, default=64, help="EEG channels (default: 64)")
+    p.add_argument(
+        "--channels",
+        type=_positive_int,
+        default=None,
+        help="EEG channels (default: 64, or all of --montage's)",
+    )
+    p.add_argument(
+        "--montage",
+        default=None,
+        metavar="NAME",
+        help="the cap: an MNE standard montage such as biosemi128 (channel names and "
+        "positions, written to electrodes.tsv; default: easycap-M1, a 64-channel MR cap)",
+    )
+    p.add_argument(
+        "--eeg-only",
+        action="store_true",
+        help="EEG recorded outside the scanner: no BOLD runs and no volume markers (a "
+        "dataset to apply a model to)",
+    )
     p.add_argument(
         "--ecg",
         action=argparse.BooleanOptionalAction,
@@ -245,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     LOGGER.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     LOGGER.propagate = False
     from bids_eeg2fmri.simulate.generator import SimulationConfig
+    from bids_eeg2fmri.simulate.sources import MONTAGE
     from bids_eeg2fmri.simulate.writer import OutputExistsError, simulate_dataset
 
     config = SimulationConfig(
@@ -255,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_dummy=args.dummy_volumes,
         tr=args.tr,
         sfreq=args.sfreq,
-        n_channels=args.channels,
+        n_channels=_channel_count(args.channels, args.montage),
+        montage=args.montage or MONTAGE,
+        eeg_only=args.eeg_only,
         ecg=args.ecg,
         grid=tuple(args.grid),
         voxel_size=tuple(args.voxel_size) if args.voxel_size else None,
@@ -289,6 +310,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     LOGGER.info("Simulated dataset written to %s in %.1f s", root, time.monotonic() - start)
     return 0
+
+
+def _channel_count(channels: int | None, montage: str | None) -> int:
+    """``--channels``, else 64 on the default cap, else every channel of ``--montage``."""
+    if channels is not None:
+        return channels
+    if montage is None:
+        return 64
+    import mne
+
+    if montage not in mne.channels.get_builtin_montages():
+        return 64  # SimulationConfig.check names the montage
+    return len(mne.channels.make_standard_montage(montage).ch_names)
 
 
 def _fail(message: str, code: int, verbose: int) -> int:

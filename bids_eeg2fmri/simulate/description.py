@@ -76,23 +76,46 @@ def _readme(config: SimulationConfig) -> str:
         for s in config.sources
     )
     more = _groups_readme(config) + _mr_readme(config)
-    return f"""Simulated simultaneous EEG-fMRI
-===============================
+    cap = f"{config.n_channels} EEG channels of the {config.montage} cap at {config.sfreq:g} Hz"
+    if config.eeg_only:
+        title, runs = (
+            "Simulated EEG (no fMRI)",
+            (
+                f"Each run has an EEG recording ({config.eeg_format}, {cap}"
+                f"{', plus ECG' if config.ecg else ''}) recorded outside the scanner: no BOLD\n"
+                f"run and no volume markers ({config.n_volumes} x {config.tr:g} s of EEG after a "
+                "pre-roll).\nElectrode positions are in each recording's electrodes.tsv.\n"
+            ),
+        )
+    else:
+        title, runs = (
+            "Simulated simultaneous EEG-fMRI",
+            (
+                f"Each run has an EEG recording ({config.eeg_format}, {cap}"
+                f"{', plus ECG' if config.ecg else ''}) and a BOLD run ({config.n_volumes}\n"
+                f"volumes, TR {config.tr:g} s) with the same acq_time in scans.tsv. The EEG starts "
+                "a few\nseconds before the first volume and carries a "
+                f'"{config.marker}" marker at every volume\nonset ({config.n_dummy} dummy '
+                "volume(s) before the first stored one).\n"
+            ),
+        )
+    truth = (
+        "source maps and every parameter"
+        if config.eeg_only
+        else "noiseless BOLD, source maps, band-power envelopes,\nregressors, the noise "
+        "ceiling of each run and every parameter"
+    )
+    return f"""{title}
+{"=" * len(title)}
 
 Written by {SIMULATOR} {__version__} (seed {config.seed}). Nothing here was recorded
 from a person.
 
-Each run has an EEG recording ({config.eeg_format}, {config.n_channels} EEG channels at
-{config.sfreq:g} Hz{", plus ECG" if config.ecg else ""}) and a BOLD run ({config.n_volumes}
-volumes, TR {config.tr:g} s) with the same acq_time in scans.tsv. The EEG starts a few
-seconds before the first volume and carries a "{config.marker}" marker at every volume
-onset ({config.n_dummy} dummy volume(s) before the first stored one).
-
+{runs}
 Sources whose band power drives BOLD through the canonical HRF:
 {sources}
 
-{more}The ground truth (noiseless BOLD, source maps, band-power envelopes,
-regressors, the noise ceiling of each run and every parameter) is in
+{more}The ground truth ({truth}) is in
 derivatives/simulation/.
 EEG files were written with MNE-Python and MNE-BIDS (Appelhoff et al. 2019,
 doi:10.21105/joss.01896).

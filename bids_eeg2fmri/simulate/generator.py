@@ -26,6 +26,7 @@ from bids_eeg2fmri.evaluation.metrics import voxelwise_pearson
 from bids_eeg2fmri.simulate import anatomy, groups, mr_artifacts, physiology
 from bids_eeg2fmri.simulate.sources import (
     DEFAULT_SOURCES,
+    MONTAGE,
     Source,
     cap_channels,
     head_model,
@@ -91,6 +92,9 @@ class SimulationConfig:
     # participant groups (simulate/groups.py): (n_positive, n_negative), HC first, then P
     groups: tuple[int, int] | None = None
     group_effect: float = 0.0  # in P, the alpha source's amplitude x (1 + group_effect)
+    # an EEG-only dataset on another cap: no BOLD and no markers; the cap's MNE montage
+    eeg_only: bool = False
+    montage: str = MONTAGE
 
     def resolved_voxel_size(self) -> tuple[float, float, float]:
         """Voxel size in mm: given, or the default field of view divided by the grid."""
@@ -128,6 +132,15 @@ class SimulationConfig:
             raise ValueError(f"eeg_format must be one of {EEG_FORMATS}, got {self.eeg_format!r}")
         if not self.marker.strip():
             raise ValueError("the volume marker text is empty")
+        import mne
+
+        if self.montage not in mne.channels.get_builtin_montages():
+            raise ValueError(
+                f"montage {self.montage!r} is not an MNE standard montage (one of "
+                f"{', '.join(mne.channels.get_builtin_montages())})"
+            )
+        if self.eeg_only and self.mr_artifacts:
+            raise ValueError("EEG-only datasets have no MR artifacts: drop --mr-artifacts")
         if not self.task.isalnum():
             raise ValueError(f"task must be letters and digits (a BIDS label), got {self.task!r}")
         if not 0 <= self.lead_range[0] <= self.lead_range[1]:
@@ -201,8 +214,8 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
 def make_head(config: SimulationConfig, participant: int) -> Head:
     """Anatomy, source positions and lead fields of participant number ``participant``."""
     rng = rng_for(config.seed, participant, 0, 0, 1)
-    ch_names = cap_channels(config.n_channels)
-    info, sphere = head_model(ch_names, config.sfreq)
+    ch_names = cap_channels(config.n_channels, config.montage)
+    info, sphere = head_model(ch_names, config.sfreq, config.montage)
     center = sphere_center_mm(sphere)
     voxel_size = config.resolved_voxel_size()
     affine = anatomy.grid_affine(config.grid, voxel_size, center)

@@ -52,20 +52,38 @@ DEFAULT_SOURCES = (
 )
 
 
-def cap_channels(n_channels: int) -> list[str]:
-    """The first ``n_channels`` of the 64-channel cap, or more from the 10-05 montage."""
+def cap_channels(n_channels: int, montage: str = MONTAGE) -> list[str]:
+    """The cap's first ``n_channels``.
+
+    On the default montage: the 64-channel MR cap's order, then more from the montage.
+    On another montage: all its channels in its order when ``n_channels`` is their number,
+    else a subset spread over the head (farthest-point sampling from the vertex), so that
+    a small cap still covers the scalp.
+    """
     import mne
 
-    if n_channels <= len(CAP_64):
-        return list(CAP_64[:n_channels])
-    extra = [c for c in mne.channels.make_standard_montage(MONTAGE).ch_names if c not in CAP_64]
-    available = len(CAP_64) + len(extra)
-    if n_channels > available:
-        raise ValueError(f"at most {available} EEG channels can be simulated, got {n_channels}")
-    return [*CAP_64, *extra[: n_channels - len(CAP_64)]]
+    names = mne.channels.make_standard_montage(montage).ch_names
+    if montage == MONTAGE:
+        extra = [c for c in names if c not in CAP_64]
+        names = [*CAP_64, *extra]
+    if n_channels > len(names):
+        raise ValueError(
+            f"at most {len(names)} EEG channels can be simulated on {montage}, got {n_channels}"
+        )
+    if montage == MONTAGE or n_channels == len(names):
+        return list(names[:n_channels])
+    pos = mne.channels.make_standard_montage(montage).get_positions()["ch_pos"]
+    xyz = np.array([pos[n] for n in names])
+    xyz = xyz - xyz.mean(axis=0)
+    chosen = [int(np.argmax(xyz[:, 2]))]
+    nearest = np.linalg.norm(xyz - xyz[chosen[0]], axis=1)
+    while len(chosen) < n_channels:
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, np.linalg.norm(xyz - xyz[chosen[-1]], axis=1))
+    return [names[i] for i in sorted(chosen)]
 
 
-def head_model(ch_names: list[str], sfreq: float):
+def head_model(ch_names: list[str], sfreq: float, montage_name: str = MONTAGE):
     """An MNE Info with the cap's positions and a spherical head model.
 
     The sphere is fitted to every electrode of the montage, not only to the simulated
@@ -79,7 +97,7 @@ def head_model(ch_names: list[str], sfreq: float):
     """
     import mne
 
-    montage = mne.channels.make_standard_montage(MONTAGE)
+    montage = mne.channels.make_standard_montage(montage_name)
     full = mne.create_info(montage.ch_names, sfreq, "eeg")
     full.set_montage(montage)
     sphere = mne.make_sphere_model("auto", "auto", full, verbose=False)

@@ -114,9 +114,11 @@ def _write(config: SimulationConfig, root: Path) -> None:
                     days=p - 1 + 7 * (s - 1), minutes=20 * (r - 1)
                 )
                 eeg_file = _write_eeg(config, root, subject, session, run, data, acq_time)
-                bold_file = _write_bold(config, root, subject, session, entities, head, data)
-                _add_scan(eeg_file, bold_file, acq_time)
-                _write_run_truth(config, root / TRUTH, subject, session, entities, head, data)
+                bold_file = None
+                if not config.eeg_only:
+                    bold_file = _write_bold(config, root, subject, session, entities, head, data)
+                    _add_scan(eeg_file, bold_file, acq_time)
+                    _write_run_truth(config, root / TRUTH, subject, session, entities, head, data)
                 if data.clean_eeg is not None:
                     _write_mr_truth(
                         config, root / TRUTH, subject, session, entities, data, acq_time
@@ -124,7 +126,7 @@ def _write(config: SimulationConfig, root: Path) -> None:
                 truth["runs"].append(
                     {
                         "eeg": eeg_file.relative_to(root).as_posix(),
-                        "bold": bold_file.relative_to(root).as_posix(),
+                        "bold": bold_file.relative_to(root).as_posix() if bold_file else None,
                         **data.summary,
                     }
                 )
@@ -152,12 +154,11 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
 
     info = mne.create_info(data.ch_names, config.sfreq, data.ch_types)
     raw = mne.io.RawArray(data.eeg, info, verbose=False)
-    raw.set_montage("easycap-M1", on_missing="ignore")
+    raw.set_montage(config.montage, on_missing="ignore")
     raw.set_meas_date(acq_time)
     raw.info["line_freq"] = config.line_freq
-    # A quarter sample later than the marker's sample: MNE's writers turn onsets into
-    # samples by truncation, and k * TR in floating point can fall just below the sample.
-    raw.set_annotations(_annotations(config, data, acq_time))
+    if not config.eeg_only:  # EEG recorded outside the scanner has no volume markers
+        raw.set_annotations(_annotations(config, data, acq_time))
     bids_path = BIDSPath(
         subject=subject,
         session=session,
@@ -179,7 +180,7 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
                 _set_marker_type(vhdr.with_suffix(".vmrk"), marker)
             native = mne.io.read_raw_brainvision(vhdr, verbose=False)
             native.set_channel_types(dict(zip(data.ch_names, data.ch_types, strict=True)))
-            native.set_montage("easycap-M1", on_missing="ignore")
+            native.set_montage(config.montage, on_missing="ignore")
             native.info["line_freq"] = config.line_freq
             write_raw_bids(native, bids_path, overwrite=True, verbose=False)
     else:
@@ -197,7 +198,7 @@ def _write_eeg(config, root, subject, session, run, data: RunData, acq_time) -> 
         EEGReference="average",
         Manufacturer="bids-eeg2fmri simulator",
         CapManufacturer="n/a",
-        EEGPlacementScheme="10-10 (easycap-M1 positions)",
+        EEGPlacementScheme=f"{config.montage} positions (MNE standard montage)",
     )
     sidecar.write_text(json.dumps(meta, indent=4) + "\n", encoding="utf-8")
     if config.eeg_format == "eeglab":
