@@ -29,8 +29,12 @@ def _apply(dataset: Path, model: Path, root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def groups_dataset(tmp_path_factory) -> Path:
-    """6 patients and 6 controls on the trained model's cap, a strong alpha effect."""
-    config = SimulationConfig(n_participants=12, groups=(6, 6), group_effect=2.0, seed=5, **TINY)
+    """6 patients and 6 controls, a strong alpha effect, EEG only, on another cap than the
+    trained model's (32 channels of biosemi128, named A1-D32) at another sampling rate."""
+    config = SimulationConfig(
+        n_participants=12, groups=(6, 6), group_effect=2.0, seed=5, eeg_only=True,
+        montage="biosemi128", sfreq=512.0, **{**TINY, "n_channels": 32},
+    )  # fmt: skip
     return (
         built_once(tmp_path_factory, "groups", lambda f: simulate_dataset(config, f / "ds")) / "ds"
     )
@@ -139,5 +143,21 @@ def test_views_tables_hold_each_view(applied):
     assert len(tables) == 12
     views = read_views(tables[0])
     assert set(views) == {"bandpower", "features", "latent", "synth", "nuisance"}
-    assert len(views["bandpower"]) == 12 * 5 and views["nuisance"]["n_channels_file"] == 13
+    assert len(views["bandpower"]) == 12 * 5 and views["nuisance"]["n_channels_file"] == 33
     assert np.isfinite(list(views["synth"].values())).all()
+
+
+def test_another_cap_is_mapped_onto_the_models_channels_by_position(applied, trained):
+    """None of the model's 12 channels (10-20 names) is on the biosemi128 recordings: all
+    are interpolated from the recordings' electrodes.tsv, with the share and distances
+    logged; the card kept the model's positions."""
+    card = json.loads((trained / "models" / "compact.json").read_text())
+    positions = card["channel_positions"]
+    assert list(positions["positions_m"]) == card["channels"]
+    assert positions["source"] == "sub-01_space-CapTrak_electrodes.tsv"
+    log = max((applied / "logs").glob("*.log")).read_text()
+    assert log.count("12 of the model's 12 channels (100 %), from 32 channels placed by") == 12
+    assert "sub-01_task-rest_eeg.vhdr: interpolated missing channel(s) Fp1, Fp2" in log
+    assert "cut on the model's TR grid (2.16 s, from its card" in log
+    report = (applied / "sub-01.html").read_text()  # in the report's warnings too
+    assert "12 of the model&#39;s 12 channels (100 %)" in report
