@@ -355,10 +355,11 @@ def test_region_relevance_is_additive_and_the_whole_volume_is_relevance(compact,
     assert got.shape == (5, 3, *EEG) and got.dtype == np.float32
     whole = lrp.relevance(compact, eeg)
     scale = np.abs(whole).max()
-    np.testing.assert_allclose(got[:, 0], whole, atol=1e-5 * scale)
+    # float32 sums in another order (batched regions): 2e-5 of the scale on an AVX2 CPU
+    np.testing.assert_allclose(got[:, 0], whole, atol=1e-4 * scale)
     np.testing.assert_allclose(got[:, 1] + got[:, 2], whole, atol=1e-4 * scale)
     weighted = lrp.relevance(compact, eeg, output_weights=region)
-    np.testing.assert_allclose(got[:, 1], weighted, atol=1e-5 * scale)
+    np.testing.assert_allclose(got[:, 1], weighted, atol=1e-4 * scale)
 
 
 def test_voxel_band_relevance_adds_up_to_bands_regions_and_single_voxels(compact, eeg):
@@ -641,10 +642,11 @@ def test_region_and_voxel_maps_with_a_reference_add_up(compact, eeg):
     got = lrp.region_relevance(compact, eeg, regions, batch_size=2, reference=reference)
     whole = lrp.relevance(compact, eeg, reference=reference)
     scale = np.abs(whole).max()
-    np.testing.assert_allclose(got[:, 0], whole, atol=1e-5 * scale)
+    # float32 sums in another order (batched regions): 2e-5 of the scale on an AVX2 CPU
+    np.testing.assert_allclose(got[:, 0], whole, atol=1e-4 * scale)
     np.testing.assert_allclose(got[:, 1] + got[:, 2], whole, atol=1e-4 * scale)
     weighted = lrp.relevance(compact, eeg, output_weights=region, reference=reference)
-    np.testing.assert_allclose(got[:, 1], weighted, atol=1e-5 * scale)
+    np.testing.assert_allclose(got[:, 1], weighted, atol=1e-4 * scale)
 
     bands = np.zeros((2, EEG[1]), bool)
     bands[0, :6], bands[1, 6:20] = True, True
