@@ -137,3 +137,17 @@ def test_positions_survive_a_json_round_trip():
     assert again.source == placed.source
     names = list(placed.xyz)
     assert np.allclose(again.directions(names), placed.directions(names), atol=1e-4)  # 1 µm
+
+
+def test_electrodes_on_axes_other_than_declared_are_refused(tmp_path):
+    montage = mne.channels.make_standard_montage("biosemi32")
+    ch_pos = montage.get_positions()["ch_pos"]
+    names = list(ch_pos)
+    als = np.array([[ch_pos[n][1], -ch_pos[n][0], ch_pos[n][2]] for n in names])  # ALS axes
+    tsv, coords = _write_electrodes(tmp_path, names, als * 1000, system="CapTrak")
+    with pytest.raises(
+        pos_mod.PositionError,
+        match=r"electrodes.tsv: its 32 electrodes lie a "
+        r"median \d+ mm from where the standard montage biosemi32 puts",
+    ):
+        pos_mod.read_electrodes(tsv, coords)

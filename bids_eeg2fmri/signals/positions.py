@@ -59,6 +59,9 @@ FAR_MM = 40.0
 #: Two positions of one name closer than this (mm) are the same electrode; farther, the
 #: name means another place on the recording's cap.
 SAME_PLACE_MM = 15.0
+#: Median distance (mm) from a standard montage's places for the same names beyond which
+#: an _electrodes.tsv's axes or units are taken to be wrong.
+MISPLACED_MM = 30.0
 
 
 class PositionError(ValueError):
@@ -198,7 +201,28 @@ def read_electrodes(path: Path, coordsystem: Path | None = None) -> Positions:
     xyz = {n: p * scale for n, p in xyz.items()}
     if system in ALS_SYSTEMS:
         xyz = {n: np.array([-p[1], p[0], p[2]]) for n, p in xyz.items()}
-    return _centred(path.name, xyz, list(xyz))
+    positions = _centred(path.name, xyz, list(xyz))
+    _check_against_standard(positions, path, system)
+    return positions
+
+
+def _check_against_standard(positions: Positions, path: Path, system: str | None) -> None:
+    """Refuse positions far from where a standard montage puts the same names: axes that
+    are not what the coordinate system says (or no coordinate system and not RAS)."""
+    names = list(positions.xyz)
+    standard = standard_positions(names)
+    both = [n for n in names if standard is not None and n in standard.xyz]
+    if len(both) < 4:
+        return
+    cosines = (positions.directions(both) * standard.directions(both)).sum(axis=1)
+    median_mm = float(np.median(np.arccos(np.clip(cosines, -1, 1)))) * HEAD_RADIUS_MM
+    if median_mm > MISPLACED_MM:
+        raise PositionError(
+            f"{path}: its {len(both)} electrodes lie a median {median_mm:.0f} mm from where "
+            f"the {standard.source} puts the same names (EEGCoordinateSystem "
+            f"{system or 'missing'}: axes RAS, or ALS for {', '.join(sorted(ALS_SYSTEMS))}, "
+            "expected)"
+        )
 
 
 def _coordinate_system(path: Path, coordsystem: Path | None) -> tuple[str | None, str | None]:
