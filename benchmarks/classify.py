@@ -1,17 +1,23 @@
-"""The classification section: a model trained on simulated simultaneous EEG-fMRI, applied
-to simulated datasets of patients and controls with a known group effect (and the null),
-then ``group --classify group``: AUC per view with its interval and permutation p, and the
-wall time of each step."""
+"""The classification section: a model trained on simulated simultaneous EEG-fMRI (a 10-10
+cap at 250 Hz), applied to simulated EEG-only datasets of patients and controls on another
+cap (biosemi128 at 2048 Hz) with a known group effect and the null, then ``group
+--classify group``: AUC per view with its interval and permutation p, the wall time of
+each step, and the false-positive rate over null labellings."""
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 from common import Context, app, simulate
 
 #: group effect sizes (the patients' alpha amplitude x 1 + size); 0 is the null
-EFFECTS = (0.0, 0.5, 1.0)
+EFFECTS = (0.0, 1.0)
+#: the EEG-only datasets: another cap, another sampling rate, no BOLD, no markers
+OTHER_CAP = ["--eeg-only", "--montage", "biosemi128"]
 
 
 def plan(quick: bool) -> dict:
@@ -19,13 +25,15 @@ def plan(quick: bool) -> dict:
     if quick:
         small = ["--channels", "12", "--grid", "12", "13", "8"]
         return {"train": ["--participants", "3", "--volumes", "40", *small],
-                "groups": ["--groups", "4", "4", "--volumes", "40", *small],
+                "groups": ["--groups", "4", "4", "--volumes", "40", *OTHER_CAP, "--channels",
+                           "16", "--sfreq", "512", "--grid", "12", "13", "8"],
                 "holdout": ["03"], "epochs": "2", "permutations": "20", "repeats": "2",
-                "folds": "3", "effects": (0.0, 1.0)}  # fmt: skip
+                "folds": "3", "effects": (0.0, 1.0), "nulls": 2}  # fmt: skip
     return {"train": ["--participants", "8", "--volumes", "150"],
-            "groups": ["--groups", "20", "20", "--volumes", "100"],
+            "groups": ["--groups", "20", "20", "--volumes", "60", *OTHER_CAP, "--sfreq",
+                       "2048"],
             "holdout": ["07", "08"], "epochs": "10", "permutations": "200", "repeats": "5",
-            "folds": "5", "effects": EFFECTS}  # fmt: skip
+            "folds": "5", "effects": EFFECTS, "nulls": 20}  # fmt: skip
 
 
 def classify_section(ctx: Context) -> dict:
@@ -48,6 +56,7 @@ def classify_section(ctx: Context) -> dict:
         "folds": int(sizes["folds"]),
         "effects": {},
     }
+    null_pool = None
     for i, effect in enumerate(sizes["effects"]):
         name = f"effect-{effect:g}"
         data = simulate(ctx, f"classify/{name}", "--seed", str(100 + i), *sizes["groups"],
@@ -63,7 +72,48 @@ def classify_section(ctx: Context) -> dict:
             "group_wall_s": grouped["wall_s"],
             "views": _metrics(result / "group_desc-classify_metrics.tsv"),
         }
+        if effect == 0:
+            null_pool = (data, result)
+    if null_pool is not None:
+        out["nulls"] = _nulls(ctx, sizes, *null_pool, base / "nulls")
     return out
+
+
+def _nulls(ctx: Context, sizes: dict, data: Path, result: Path, root: Path) -> dict:
+    """Group level on the null dataset's participants under ``sizes["nulls"]`` random
+    balanced labellings (the participants are exchangeable when the effect is 0): the
+    share of labellings whose permutation p is below 0.05, per view. Each labelling's
+    group outputs replace the previous ones in ``result``."""
+    table = list(csv.DictReader(open(data / "participants.tsv", encoding="utf-8"),
+                                delimiter="\t"))  # fmt: skip
+    p_values: dict[str, list[float]] = {}
+    wall = []
+    for k in range(sizes["nulls"]):
+        bids = root / f"labels-{k}"
+        bids.mkdir(parents=True, exist_ok=True)
+        for name in ("dataset_description.json", "participants.json"):
+            shutil.copy(data / name, bids / name)
+        labels = np.random.default_rng(1000 + k).permutation([r["group"] for r in table])
+        with open(bids / "participants.tsv", "w", encoding="utf-8") as handle:
+            handle.write("participant_id\tgroup\n")
+            handle.writelines(
+                f"{r['participant_id']}\t{g}\n" for r, g in zip(table, labels, strict=True)
+            )
+        grouped = app(ctx, bids, result, "group", "--classify", "group", "--permutations",
+                      sizes["permutations"], "--cv-repeats", sizes["repeats"], "--cv-folds",
+                      sizes["folds"], "--seed", str(k))  # fmt: skip
+        wall.append(grouped["wall_s"])
+        for view, m in _metrics(result / "group_desc-classify_metrics.tsv").items():
+            p_values.setdefault(view, []).append(m["p_permutation"])
+    (root / "p_values.json").write_text(json.dumps(p_values, indent=1))
+    return {
+        "n": sizes["nulls"],
+        "group_wall_s": float(np.median(wall)),
+        "share_p_below_0.05": {
+            v: float(np.mean(np.array(ps) < 0.05)) for v, ps in p_values.items()
+        },
+        "min_p": {v: float(min(ps)) for v, ps in p_values.items()},
+    }
 
 
 def _metrics(path: Path) -> dict:
@@ -108,6 +158,19 @@ def section(results: dict) -> list[str]:
                 f"| {effect} | {view} | {m['auc']:.2f} [{m['auc_ci_low']:.2f}, "
                 f"{m['auc_ci_high']:.2f}] | {p} | {m['balanced_accuracy']:.2f} | {delta} |"
             )
+    nulls = found.get("nulls")
+    if nulls:
+        lines += [
+            "",
+            f"Null labellings: the effect-0 participants under {nulls['n']} random balanced "
+            "labellings (exchangeable under the null), each through the whole group level: "
+            "the share with p_permutation < 0.05 should be about 0.05.",
+            "",
+            "| view | share p < 0.05 | smallest p |",
+            "|---|---|---|",
+        ]
+        for view, share in nulls["share_p_below_0.05"].items():
+            lines.append(f"| {view} | {share:.2f} | {nulls['min_p'][view]:.3f} |")
     lines += ["", "| effect | participant level (s) | group level (s) |", "|---|---|---|"]
     for effect, figures in found["effects"].items():
         lines.append(
