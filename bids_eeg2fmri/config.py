@@ -97,7 +97,7 @@ class WorkflowSection:
     slice_marker: str = DEFAULT_SLICE_MARKER
     # EEG
     channels: tuple[str, ...] = ()
-    min_channel_fraction: float = 0.75
+    min_channel_fraction: float = 0.75  # placed recording channels per model channel, at least
     l_freq: float | None = None
     h_freq: float | None = None
     # features and model grid

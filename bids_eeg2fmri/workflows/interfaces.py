@@ -221,7 +221,9 @@ class _EEGFeaturesInputSpec(BaseInterfaceInputSpec):
     timing = File(exists=True, mandatory=True, desc="output of VolumeTiming")
     channels = traits.List(traits.Str, mandatory=True, desc="the model's EEG channels, in order")
     model_positions = traits.Dict(desc="the model card's channel_positions")
-    min_channel_fraction = traits.Float(0.75, usedefault=True, desc="fewest model channels present")
+    min_channel_fraction = traits.Float(
+        0.75, usedefault=True, desc="fewest placed recording channels, per model channel"
+    )
     n_windows = traits.Int(10, usedefault=True, desc="TR-long windows per model input")
     max_freq = traits.Float(62.5, usedefault=True, desc="highest frequency (Hz, excluded)")
     l_freq = traits.Float(desc="high-pass edge (Hz) of an optional FIR filter")
