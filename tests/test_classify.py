@@ -136,3 +136,37 @@ def test_features_cached_by_an_earlier_version_give_no_views_and_a_warning(tmp_p
                     features_info={"channels": ["C3"], "frequencies": [1.0]})  # fmt: skip
     assert wv.eeg_views(run) == {}
     assert "rerun with a new -w/--work-dir" in caplog.text
+
+
+def test_weights_and_their_pattern_tell_a_suppressor_from_a_signal():
+    """x0 = signal + distractor, x1 = distractor, x2 = noise; the label follows the
+    signal. The weights use x1 to cancel the distractor (w1 about -w0); the Haufe pattern
+    shows that only x0 carries the label (pattern[1] about 0)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    signal, distractor = rng.standard_normal(n), 2 * rng.standard_normal(n)
+    y = (signal + 0.3 * rng.standard_normal(n) > 0).astype(int)
+    x = np.column_stack([signal + distractor, distractor, rng.standard_normal(n)])
+    protocol = clf.Protocol(n_folds=5, n_repeats=1, n_permutations=0, seed=0)
+    weights, pattern, c = clf.weights_and_pattern(x, y, protocol, seed=1)
+    assert c in protocol.cs and weights[0] > 0
+    assert weights[1] < -0.5 * weights[0]  # the suppressor's weight is large
+    assert abs(pattern[1]) < 0.3 * pattern[0] and abs(pattern[2]) < 0.3 * pattern[0]
+    # the decision the weights give ranks participants as the fitted pipeline does
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    full = clf._probabilities(x, y, x, [c])[0]
+    assert np.corrcoef(z @ weights, np.log(full / (1 - full)))[0, 1] > 0.999
+
+
+def test_block_features_go_back_onto_every_voxel_of_their_block():
+    from bids_eeg2fmri.workflows.classify_maps import block_maps
+
+    shape, block = (5, 4, 3), 2  # blocks 3 x 2 x 2, the last ones partial
+    names = ["b0_0_0_mean", "b2_1_1_mean", "b2_1_1_sd"]
+    maps = block_maps(names, np.array([1.0, 2.0, 3.0]), shape, block)
+    assert maps.shape == (*shape, 2)
+    assert (maps[:2, :2, :2, 0] == 1).all() and maps[:2, :2, :2, 1].sum() == 0
+    assert (maps[4, 2:, 2, 0] == 2).all() and (maps[4, 2:, 2, 1] == 3).all()
+    assert maps.sum() == 8 * 1 + 2 * 2 + 2 * 3  # nothing else is set
+    with pytest.raises(ValueError, match="'alpha' is not a synth block feature"):
+        block_maps(["alpha"], np.array([1.0]), shape, block)

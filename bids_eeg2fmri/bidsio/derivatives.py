@@ -95,6 +95,10 @@ BIDSIGNORE = (
     "*_features.json",
     "*_predictions.tsv",
     "*_predictions.json",
+    "*_weights.nii.gz",
+    "*_weights.json",
+    "*_pattern.nii.gz",
+    "*_pattern.json",
 )
 
 #: Every ``desc-`` label of our outputs (``descriptions.tsv``).

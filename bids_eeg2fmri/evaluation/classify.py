@@ -65,21 +65,28 @@ def repeated_folds(y: np.ndarray, protocol: Protocol, *, seed: int) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------- one fold
-def _embed(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise on ``train``; coordinates of both in the orthonormal basis of the
-    standardised training rows (shapes (n_train, r) and (n_test, r), r <= n_train - 1)."""
+def _standardised(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """``train`` and ``others`` scaled by ``train``'s mean and standard deviation."""
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    z_train = (train - mean) / std
-    z_test = (test - mean) / std
-    gram = z_train @ z_train.T
-    values, vectors = np.linalg.eigh(gram)
+    return [(a - mean) / std for a in (train, *others)]
+
+
+def _row_basis(z_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal basis (n_train, r) of the rows' Gram matrix and the root of its
+    eigenvalues (r,), the null directions dropped."""
+    values, vectors = np.linalg.eigh(z_train @ z_train.T)
     keep = values > values.max(initial=0.0) * 1e-10
-    if not keep.any():
-        return np.zeros((len(train), 0)), np.zeros((len(test), 0))
-    root = np.sqrt(values[keep])
-    return vectors[:, keep] * root, (z_test @ z_train.T) @ vectors[:, keep] / root
+    return vectors[:, keep], np.sqrt(values[keep])
+
+
+def _embed(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise on ``train``; coordinates of both in the orthonormal basis of the
+    standardised training rows (shapes (n_train, r) and (n_test, r), r <= n_train - 1)."""
+    z_train, z_test = _standardised(train, test)
+    basis, root = _row_basis(z_train)
+    return basis * root, (z_test @ z_train.T) @ basis / root
 
 
 def fit_logistic(
@@ -157,6 +164,37 @@ def choose_c(x: np.ndarray, y: np.ndarray, protocol: Protocol, rng: np.random.Ge
         probs[:, test] = _probabilities(x[~test], y[~test], x[test], cs)
     scores = [auc(y, p) for p in probs]
     return float(cs[int(np.argmax(np.round(scores, 12)))])
+
+
+def weights_and_pattern(
+    x: np.ndarray, y: np.ndarray, protocol: Protocol, *, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The fold pipeline fitted on every participant, as maps over the features.
+
+    Returns
+    -------
+    weights : ndarray, shape (n_features,)
+        The classifier's weights on the standardised features (decision = z @ w + b).
+    pattern : ndarray, shape (n_features,)
+        Their activation pattern (Haufe et al. 2014): the covariance of each standardised
+        feature with the decision, cov(z) w / var(z w). A feature that only cancels noise
+        in others (a suppressor) has weight but no pattern.
+    c : float
+        The penalty chosen by the inner cross-validation on all participants.
+    """
+    x = np.asarray(x, float)
+    c = choose_c(x, y, protocol, np.random.default_rng(seed))
+    (z,) = _standardised(x)
+    basis, root = _row_basis(z)
+    if root.size == 0:
+        zeros = np.zeros(x.shape[1])
+        return zeros, zeros, c
+    w_embedded, _ = fit_logistic(basis * root, y, np.array([c]))
+    weights = z.T @ (basis / root) @ w_embedded[0]
+    decision = z @ weights
+    spread = decision.var()
+    pattern = z.T @ (decision - decision.mean()) / len(z) / spread if spread > 0 else weights * 0
+    return weights, pattern, c
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, protocol: Protocol, *,

@@ -15,7 +15,8 @@ import numpy as np
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.errors import DataError, NoInputError, UsageError
 from bids_eeg2fmri.evaluation import classify as clf
-from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, VIEWS
+from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, SYNTH_BLOCK, VIEWS
+from bids_eeg2fmri.workflows.classify_maps import PATTERN, WEIGHTS, write_synth_maps
 from bids_eeg2fmri.workflows.views import SUFFIX, read_views
 
 LOGGER = logging.getLogger("bids_eeg2fmri")
@@ -117,9 +118,11 @@ def _levels(path: Path, column: str) -> list[str]:
     return list(levels) if isinstance(levels, dict) else []
 
 
-def gather_views(output_dir: Path, participants: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    """{view: {participant: features}} with each participant's runs averaged and only the
-    features every participant has (names in the same order)."""
+def gather_views(
+    output_dir: Path, participants: list[str]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
+    """``{view: {participant: features}}`` with each participant's runs averaged and only
+    the features every participant has, and ``{view: feature names}`` in their order."""
     per: dict[str, dict[str, list[dict[str, float]]]] = {}
     for path in sorted(Path(output_dir).glob(f"sub-*/**/eeg/*{SUFFIX}")):
         subject = path.relative_to(output_dir).parts[0].removeprefix("sub-")
@@ -132,6 +135,7 @@ def gather_views(output_dir: Path, participants: list[str]) -> dict[str, dict[st
         for view, values in tables.items():
             per.setdefault(view, {}).setdefault(subject, []).append(values)
     out: dict[str, dict[str, np.ndarray]] = {}
+    feature_names: dict[str, list[str]] = {}
     for view, subjects in per.items():
         names = sorted(set.intersection(*(set(r) for runs in subjects.values() for r in runs)))
         matrix = {
@@ -139,7 +143,8 @@ def gather_views(output_dir: Path, participants: list[str]) -> dict[str, dict[st
             for s, runs in subjects.items()
         }
         out[view] = matrix
-    return out
+        feature_names[view] = names
+    return out, feature_names
 
 
 def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
@@ -147,7 +152,7 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
     """Classify, write the two tables and their sidecars; returns their paths."""
     target = read_target(bids_dir, settings.classify, settings.positive_label)
     chosen = [p for p in target.labels if not participants or p in participants]
-    found = gather_views(output_dir, chosen)
+    found, feature_names = gather_views(output_dir, chosen)
     if not found:
         raise NoInputError(
             f"nothing to classify in {output_dir}: no sub-*/eeg/*{SUFFIX} (run the "
@@ -203,6 +208,8 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
             LOGGER.warning("--classify: view %s has no feature finite for everyone: skipped", view)
             continue
         x = x[:, finite]
+        if view == "synth":
+            synth = (x, [n for n, ok in zip(feature_names[view], finite, strict=True) if ok])
         probability, _ = clf.out_of_fold(x, y, folds, protocol, seed=seed + 1)
         observed = clf.auc(y, probability.mean(axis=0))
         p_value = float("nan")
@@ -212,7 +219,19 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
         results[view] = (probability, observed, p_value, int(x.shape[1]))
     if not results:
         raise NoInputError("--classify: no view has features to classify")
-    return _write(output_dir, target, subjects, y, folds, results, protocol)
+    written = _write(output_dir, target, subjects, y, folds, results, protocol)
+    stale = [Path(output_dir) / n for n in (WEIGHTS, PATTERN) if "synth" not in results]
+    for path in (p for p in stale if p.exists()):  # an earlier run's map of another target
+        for old in (path, path.with_name(path.name.replace(".nii.gz", ".json"))):
+            old.unlink(missing_ok=True)
+        LOGGER.info("Removed %s (the synth view was not classified this time)", path.name)
+    if "synth" in results:
+        weights, pattern, c = clf.weights_and_pattern(synth[0], y, protocol, seed=seed + 3)
+        written += write_synth_maps(
+            output_dir, subjects, synth[1], weights, pattern, c=c, block=SYNTH_BLOCK,
+            target=f"{target.column} = {target.positive} (positive weight: towards it)",
+        )  # fmt: skip
+    return written
 
 
 def _progress(view: str):

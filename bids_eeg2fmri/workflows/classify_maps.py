@@ -1,0 +1,105 @@
+"""The ``synth`` view's classifier as maps on the model grid.
+
+The ``synth`` view holds, per block of voxels, the mean and the standard deviation over a
+run of the synthesized z-scores (evaluation/views.py). The classifier fitted on every
+participant gives each such feature a weight and an activation pattern
+(evaluation/classify.weights_and_pattern); here both go back onto the model grid, every
+voxel taking its block's value: ``group_desc-classify_weights.nii.gz`` and
+``group_desc-classify_pattern.nii.gz``, 4-D with two volumes (mean, sd), with sidecars.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+LOGGER = logging.getLogger("bids_eeg2fmri")
+
+WEIGHTS = "group_desc-classify_weights.nii.gz"
+PATTERN = "group_desc-classify_pattern.nii.gz"
+STATS = ("mean", "sd")
+_BLOCK = re.compile(r"^b(\d+)_(\d+)_(\d+)_(mean|sd)$")
+
+
+def block_maps(
+    names: Sequence[str], values: np.ndarray, shape: Sequence[int], block: int
+) -> np.ndarray:
+    """Voxel maps (x, y, z, 2: mean, sd) in which every voxel holds the value of its
+    block's feature (0 where the view has no finite feature for the block).
+
+    Raises
+    ------
+    ValueError
+        A name that is not a block feature ``b<i>_<j>_<k>_<mean|sd>``.
+    """
+    shape = tuple(int(n) for n in shape[:3])
+    blocks = tuple(-(-n // block) for n in shape)
+    grid = np.zeros((*blocks, len(STATS)))
+    for name, value in zip(names, values, strict=True):
+        match = _BLOCK.match(name)
+        if match is None:
+            raise ValueError(f"{name!r} is not a synth block feature (b<i>_<j>_<k>_mean|sd)")
+        i, j, k = (int(g) for g in match.groups()[:3])
+        grid[i, j, k, STATS.index(match.group(4))] = value
+    index = [np.arange(n) // block for n in shape]
+    return grid[np.ix_(*index)]
+
+
+def write_synth_maps(
+    output_dir: Path,
+    subjects: Sequence[str],
+    names: Sequence[str],
+    weights: np.ndarray,
+    pattern: np.ndarray,
+    *,
+    c: float,
+    block: int,
+    target: str,
+) -> list[Path]:
+    """Write both maps on the grid of a classified participant's synthesized BOLD; none
+    (with a warning) when no such file is found."""
+    import nibabel as nib
+
+    from bids_eeg2fmri.bidsio.files import write_nifti_atomic
+
+    output_dir = Path(output_dir)
+    reference = next(
+        (
+            path
+            for subject in subjects
+            for path in sorted(output_dir.glob(f"sub-{subject}/**/func/*_desc-synth_bold.nii.gz"))
+        ),
+        None,
+    )
+    if reference is None:
+        LOGGER.warning(
+            "--classify: no synthesized BOLD (func/*_desc-synth_bold.nii.gz) in %s: the "
+            "synth view's weight map is not written",
+            output_dir,
+        )
+        return []
+    image = nib.load(reference)
+    shape, affine = image.shape[:3], image.affine
+    common = {
+        "Target": target,
+        "Volumes": ["mean over the run", "standard deviation over the run"],
+        "BlockVoxels": block,
+        "PenaltyC": c,
+        "GridFrom": reference.relative_to(output_dir).as_posix(),
+    }
+    written = []
+    for filename, values, description in (
+        (WEIGHTS, weights, "Weights of the L2 logistic regression fitted on every "
+         "participant's synth view (standardised features), each voxel its block's."),
+        (PATTERN, pattern, "Activation pattern of those weights (Haufe et al. 2014): "
+         "covariance of each standardised feature with the decision, over its variance."),
+    ):  # fmt: skip
+        data = block_maps(names, values, shape, block)
+        meta = {"Description": description, **common}
+        written.append(write_nifti_atomic(output_dir / filename, data, affine, meta))
+    LOGGER.info("Synth view maps: %s", ", ".join(p.name for p in written))
+    return written
