@@ -83,6 +83,19 @@ def test_a_strong_effect_is_found_on_participant_wise_folds(groups_dataset, appl
     assert sidecar["Target"] == {"Column": "group", "Positive": "P", "Negative": ["HC"]}
     log = next((out / "logs").glob("*group*.log"), None) or max((out / "logs").glob("*.log"))
     assert "Classification from bandpower: AUC" in log.read_text()
+    # the synth view's weights and pattern on the model grid, one volume per statistic
+    import nibabel as nib
+
+    grid = nib.load(next(out.glob("sub-01/func/*_desc-synth_bold.nii.gz"))).shape[:3]
+    for name in ("weights", "pattern"):
+        image = nib.load(out / f"group_desc-classify_{name}.nii.gz")
+        data = np.asarray(image.dataobj)
+        assert data.shape == (*grid, 2) and np.isfinite(data).all() and np.abs(data).max() > 0
+        meta = json.loads((out / f"group_desc-classify_{name}.json").read_text())
+        assert meta["BlockVoxels"] == 4 and meta["Target"].startswith("group = P")
+    report = (out / "group.html").read_text()
+    assert "Where the synthesized view separates the groups" in report
+    assert (out / "figures" / "group_desc-classify_pattern.png").is_file()
 
 
 def test_labels_unrelated_to_the_effect_are_not_found(groups_dataset, applied, tmp_path, capsys):

@@ -34,6 +34,7 @@ from bids_eeg2fmri.reports.figures.attention import plot_attention_graph
 from bids_eeg2fmri.reports.figures.brain import (
     axial_cuts,
     plot_correlation_map,
+    plot_symmetric_map,
     plot_synthesized_vs_observed,
 )
 from bids_eeg2fmri.reports.figures.classification import (
@@ -76,6 +77,7 @@ __all__ = [
     "plot_classification_probabilities",
     "plot_classification_roc",
     "plot_correlation_map",
+    "plot_symmetric_map",
     "plot_group_metrics",
     "plot_method_metrics",
     "plot_relevance_lags",

@@ -123,18 +123,37 @@ def plot_correlation_map(
     background : ndarray, shape (x, y, z), optional
         Mean observed BOLD on the same grid.
     """
-    from nilearn import plotting
-
     r_map = np.asarray(r_map, dtype=float)
     limit = _symmetric_limit(r_map, percentile=99.5)
     limit = min(1.0, math.ceil(max(limit, 0.05) * 20.0) / 20.0)
-    cuts = axial_cuts(r_map.shape, affine, n_slices)
+    return plot_symmetric_map(
+        r_map, affine=affine, path=path, limit=limit, background=background, n_slices=n_slices
+    )
+
+
+def plot_symmetric_map(
+    values: np.ndarray,
+    *,
+    affine: np.ndarray,
+    path: Path,
+    limit: float | None = None,
+    background: np.ndarray | None = None,
+    n_slices: int = 6,
+) -> Path:
+    """A signed map on axial slices with a colour scale symmetric about 0 (``limit``:
+    its end; default the 99.5th percentile of |values|); NaN and zeros not coloured."""
+    from nilearn import plotting
+
+    values = np.asarray(values, dtype=float)
+    if limit is None:
+        limit = max(_symmetric_limit(values, percentile=99.5), 1e-12)
+    cuts = axial_cuts(values.shape, affine, n_slices)
     figure = _new_figure(1.9 * len(cuts) + 1.2, 2.4, facecolor="black")
     ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plotting.plot_stat_map(
-            _image(r_map, affine),
+            _image(values, affine),
             bg_img=_image(background, affine) if background is not None else None,
             display_mode="z",
             cut_coords=cuts,
@@ -142,7 +161,7 @@ def plot_correlation_map(
             figure=figure,
             vmax=limit,
             symmetric_cbar=True,
-            threshold=1e-6,
+            threshold=1e-6 * limit,
             cmap=_DIVERGING,
             colorbar=True,
             black_bg=True,

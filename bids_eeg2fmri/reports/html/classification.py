@@ -89,7 +89,39 @@ def _classification_items(output_dir: Path, context: _Context) -> list[dict]:
             lambda: _prediction_items(predictions, metrics, target, context),
             "classification predictions",
         )
+    items += _guarded(lambda: _pattern_items(output_dir, target, context), "synth weight map")
     return items
+
+
+def _pattern_items(output_dir: Path, target: dict, context: _Context) -> list[dict]:
+    """The synth view's activation pattern (mean-over-run statistic), when written."""
+    from bids_eeg2fmri.workflows.classify_maps import PATTERN, WEIGHTS
+
+    path = output_dir / PATTERN
+    if not path.is_file():
+        return []
+    import nibabel as nib
+
+    from bids_eeg2fmri.reports import figures as fig
+
+    image = nib.load(path)
+    mean_map = np.asarray(image.dataobj, dtype=float)[..., 0]
+    classes = _class_names(target)
+    return [
+        _figure_item(
+            "Where the synthesized view separates the groups",
+            context.figures / "group_desc-classify_pattern.png",
+            context,
+            f"Activation pattern (Haufe et al. 2014) of the classifier fitted on every "
+            f"participant's synth view, for its run-mean statistic: positive where a higher "
+            f"synthesized signal goes with {classes[1]}, in blocks of voxels on the model "
+            f"grid. Unlike the weights ({WEIGHTS}, beside it in OUTPUT_DIR, both with the "
+            "standard-deviation statistic as a second volume), a pattern shows what the "
+            "views carry of the decision, not how noise is cancelled; it is fitted on all "
+            "participants, so it describes the classifier, not its out-of-fold accuracy.",
+            lambda out: fig.plot_symmetric_map(mean_map, affine=image.affine, path=out),
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- sentences
