@@ -23,11 +23,14 @@ def _field(directions: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 
 def _montage_raw(montage_name: str, n_times: int = 400):
+    """A smooth field on a montage's channels, and their positions (as an electrodes.tsv
+    would give them: a recording's own, not a guess by name)."""
     placed = pos_mod.standard_positions(mne.channels.make_standard_montage(montage_name).ch_names)
     names = list(placed.xyz)
     times = np.arange(n_times) / SFREQ
     data = _field(placed.directions(names), times)
-    return mne.io.RawArray(data, mne.create_info(names, SFREQ, "eeg"), verbose="error"), times
+    raw = mne.io.RawArray(data, mne.create_info(names, SFREQ, "eeg"), verbose="error")
+    return raw, times, pos_mod.Positions(f"{montage_name} positions", placed.xyz)
 
 
 def test_standard_positions_pick_the_montage_that_fits_the_names():
@@ -47,11 +50,17 @@ def test_standard_positions_pick_the_montage_that_fits_the_names():
 
 
 def test_a_recording_on_another_cap_is_mapped_onto_the_models_channels():
-    raw, times = _montage_raw("biosemi128")
+    raw, times, positions = _montage_raw("biosemi128")
     model = ["Fp1", "Fz", "F3", "C3", "Cz", "C4", "P3", "Pz", "P4", "O1", "Oz", "O2", "T7", "T8"]
-    data, mapping = eeg_mod.model_channel_data(raw, raw.ch_names, model)
-    assert mapping.targets == model and len(mapping.sources) == 128
-    assert mapping.positions_from == "standard montage biosemi128"
+    with pytest.raises(
+        eeg_mod.EEGError,
+        match="placed by the standard montage biosemi128 "
+        "and, elsewhere, by biosemi160, biosemi256.*_electrodes.tsv",
+    ):
+        eeg_mod.model_channel_data(raw.copy(), raw.ch_names, model)  # A1-D32: which cap?
+    data, mapping = eeg_mod.model_channel_data(raw, raw.ch_names, model, positions=positions)
+    assert mapping.targets == model and len(mapping.sources) == 128  # C3, C4 displaced
+    assert mapping.positions_from == "biosemi128 positions"
     truth = _field(pos_mod.standard_positions(model).directions(model), times)
     r = [np.corrcoef(a, b)[0, 1] for a, b in zip(data, truth, strict=True)]
     assert min(r) > 0.99
@@ -62,7 +71,7 @@ def test_a_recording_on_another_cap_is_mapped_onto_the_models_channels():
 
 
 def test_the_map_is_applied_in_chunks_without_changing_the_result():
-    raw, _ = _montage_raw("biosemi64", n_times=1000)
+    raw, _, _ = _montage_raw("biosemi64", n_times=1000)
     model = ["Fp1", "Cz", "Oz", "FT9", "FT10"]  # FT9/FT10 are not on biosemi64
     whole, _ = eeg_mod.model_channel_data(raw.copy(), raw.ch_names, model, min_fraction=0.1)
     chunked, mapping = eeg_mod.model_channel_data(
@@ -151,3 +160,19 @@ def test_electrodes_on_axes_other_than_declared_are_refused(tmp_path):
         r"median \d+ mm from where the standard montage biosemi32 puts",
     ):
         pos_mod.read_electrodes(tsv, coords)
+
+
+def test_ten_twenty_names_on_any_montage_are_the_same_places():
+    """A 10-20 recording with extra channels (T9, T10) and a 10-20 model: placed by
+    different montages, the shared names are at the same places and taken as they are."""
+    model = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8",
+             "P7", "P3", "Pz", "P4", "P8", "O1", "O2"]  # fmt: skip
+    names = [*model, "T9", "T10"]
+    rng = np.random.default_rng(0)
+    raw = mne.io.RawArray(
+        rng.standard_normal((len(names), 300)) * 1e-5,
+        mne.create_info(names, SFREQ, "eeg"),
+        verbose="error",
+    )
+    data, mapping = eeg_mod.model_channel_data(raw.copy(), names, model)
+    assert mapping is None and np.array_equal(data, raw.get_data(picks=model))

@@ -362,6 +362,13 @@ def _interpolation(
             f"{lead}: no position for the model's {', '.join(unplaced)} (positions in the "
             "model card, or names of a standard montage, expected)"
         )
+    for whose, placed in (("the recording's", rec_pos), ("the model's", model_pos)):
+        if placed is not None and placed.ambiguous:
+            raise EEGError(
+                f"{lead}: {whose} channel names are placed by the {placed.source} and, "
+                f"elsewhere, by {', '.join(placed.ambiguous)} (an _electrodes.tsv with the "
+                "recording's positions expected)"
+            )
     sources = [c for c in eeg_names if rec_pos is not None and c in rec_pos.xyz]
     needed = int(np.ceil(min_fraction * len(model_channels)))
     if len(sources) < needed:

@@ -29,9 +29,9 @@ LOGGER = logging.getLogger(__name__)
 #: Standard montages that may place channels by name, tried in this order (the one that
 #: places the most names wins, then the smallest: ``A1`` is Cz on biosemi128 but a
 #: mastoid on the 10-05 system, and a 128-channel A1-D32 recording fits biosemi128 best).
+#: All put 10-20 names at the same places (MNE's spherical_1005 does not: left out).
 STANDARD_MONTAGES = (
     "easycap-M1",
-    "spherical_1005",
     "biosemi16",
     "biosemi32",
     "biosemi64",
@@ -58,7 +58,7 @@ HEAD_RADIUS_MM = 95.0
 FAR_MM = 40.0
 #: Two positions of one name closer than this (mm) are the same electrode; farther, the
 #: name means another place on the recording's cap.
-SAME_PLACE_MM = 15.0
+SAME_PLACE_MM = 25.0
 #: Median distance (mm) from a standard montage's places for the same names beyond which
 #: an _electrodes.tsv's axes or units are taken to be wrong.
 MISPLACED_MM = 30.0
@@ -78,6 +78,9 @@ class Positions:
 
     source: str
     xyz: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: Other standard montages that place the same names elsewhere (a guess by name that
+    #: cannot be trusted: biosemi128, 160 and 256 all name channels A1-D32).
+    ambiguous: tuple[str, ...] = ()
 
     def directions(self, names: Sequence[str]) -> np.ndarray:
         """Unit vectors from the centre to ``names``, shape (len(names), 3)."""
@@ -132,27 +135,43 @@ def _montage_positions(montage_name: str) -> dict[str, np.ndarray]:
 
 def standard_positions(names: Sequence[str]) -> Positions | None:
     """Positions of ``names`` from the standard montage that places the most of them
-    (names matched without regard to case); None when no montage places any.
+    (names matched without regard to case; the smallest such montage); None when no
+    montage places any.
 
-    Names the montage does not place are absent from the result.
+    Names the montage does not place are absent from the result. Other montages that
+    place the same names at other places are listed in ``ambiguous``: then the names alone
+    do not say where the electrodes were.
     """
-    best = None
+    candidates = []
     for rank, montage_name in enumerate(STANDARD_MONTAGES):
         ch_pos = _montage_positions(montage_name)
         by_lower = {n.lower(): n for n in ch_pos}
         placed = {n: by_lower[n.lower()] for n in names if n.lower() in by_lower}
-        if not placed:
-            continue
-        score = (-len(placed), len(ch_pos), rank)
-        if best is None or score < best[0]:
-            best = (score, montage_name, ch_pos, placed)
-    if best is None:
+        if placed:
+            candidates.append(((-len(placed), len(ch_pos), rank), montage_name, ch_pos, placed))
+    if not candidates:
         return None
-    _, montage_name, ch_pos, placed = best
-    own = {n: ch_pos[m] for n, m in placed.items()}
+    candidates.sort(key=lambda c: c[0])
+    _, montage_name, ch_pos, placed = candidates[0]
+    chosen = _centred_montage(montage_name, placed)
+    others = []
+    for score, other_name, _, other_placed in candidates[1:]:
+        if score[0] != candidates[0][0][0] or other_placed.keys() != placed.keys():
+            continue
+        other = _centred_montage(other_name, other_placed)
+        if displaced_names(chosen, other, list(placed)):
+            others.append(other_name)
+    return Positions(chosen.source, chosen.xyz, tuple(others))
+
+
+def _centred_montage(montage_name: str, placed: Mapping[str, str]) -> Positions:
+    """``placed`` names ({name: montage name}) on ``montage_name``, centred on the
+    sphere fitted to all of its electrodes."""
+    ch_pos = _montage_positions(montage_name)
     centre, _ = fit_sphere(np.array(list(ch_pos.values())))
     return Positions(
-        f"standard montage {montage_name}", {n: np.asarray(p) - centre for n, p in own.items()}
+        f"standard montage {montage_name}",
+        {n: np.asarray(ch_pos[m]) - centre for n, m in placed.items()},
     )
 
 
@@ -212,7 +231,7 @@ def _check_against_standard(positions: Positions, path: Path, system: str | None
     names = list(positions.xyz)
     standard = standard_positions(names)
     both = [n for n in names if standard is not None and n in standard.xyz]
-    if len(both) < 4:
+    if len(both) < 4 or standard.ambiguous:  # no standard place to hold them to
         return
     cosines = (positions.directions(both) * standard.directions(both)).sum(axis=1)
     median_mm = float(np.median(np.arccos(np.clip(cosines, -1, 1)))) * HEAD_RADIUS_MM
