@@ -53,8 +53,8 @@ def _group(bids: Path, out: Path, capsys, *extra) -> tuple[int, list[str]]:
     return run_cli([bids, out, "group", *extra], capsys)
 
 
-def test_a_strong_effect_is_found_on_participant_wise_folds(groups_dataset, applied, tmp_path,
-                                                            capsys):  # fmt: skip
+def test_a_strong_effect_is_found_on_participant_wise_folds(groups_dataset, applied, trained,
+                                                            tmp_path, capsys):  # fmt: skip
     out = Path(shutil.copytree(applied, tmp_path / "out"))
     code, errors = _group(groups_dataset, out, capsys, "--classify", "group", *FAST)
     assert code == 0, errors
@@ -86,11 +86,12 @@ def test_a_strong_effect_is_found_on_participant_wise_folds(groups_dataset, appl
     # the synth view's weights and pattern on the model grid, one volume per statistic
     import nibabel as nib
 
-    grid = nib.load(next(out.glob("sub-01/func/*_desc-synth_bold.nii.gz"))).shape[:3]
+    card = json.loads((trained / "models" / "compact.json").read_text())  # the model grid
     for name in ("weights", "pattern"):
         image = nib.load(out / f"group_desc-classify_{name}.nii.gz")
         data = np.asarray(image.dataobj)
-        assert data.shape == (*grid, 2) and np.isfinite(data).all() and np.abs(data).max() > 0
+        assert data.shape == (*card["grid"], 2) and np.allclose(image.affine, card["model_affine"])
+        assert np.isfinite(data).all() and np.abs(data).max() > 0
         meta = json.loads((out / f"group_desc-classify_{name}.json").read_text())
         assert meta["BlockVoxels"] == 4 and meta["Target"].startswith("group = P")
     report = (out / "group.html").read_text()

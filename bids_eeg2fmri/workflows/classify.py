@@ -15,8 +15,8 @@ import numpy as np
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.errors import DataError, NoInputError, UsageError
 from bids_eeg2fmri.evaluation import classify as clf
-from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, SYNTH_BLOCK, VIEWS
-from bids_eeg2fmri.workflows.classify_maps import PATTERN, WEIGHTS, write_synth_maps
+from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, VIEWS
+from bids_eeg2fmri.workflows.classify_maps import remove_maps, write_synth_maps
 from bids_eeg2fmri.workflows.views import SUFFIX, read_views
 
 LOGGER = logging.getLogger("bids_eeg2fmri")
@@ -220,15 +220,11 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
     if not results:
         raise NoInputError("--classify: no view has features to classify")
     written = _write(output_dir, target, subjects, y, folds, results, protocol)
-    stale = [Path(output_dir) / n for n in (WEIGHTS, PATTERN) if "synth" not in results]
-    for path in (p for p in stale if p.exists()):  # an earlier run's map of another target
-        for old in (path, path.with_name(path.name.replace(".nii.gz", ".json"))):
-            old.unlink(missing_ok=True)
-        LOGGER.info("Removed %s (the synth view was not classified this time)", path.name)
+    remove_maps(output_dir)
     if "synth" in results:
         weights, pattern, c = clf.weights_and_pattern(synth[0], y, protocol, seed=seed + 3)
         written += write_synth_maps(
-            output_dir, subjects, synth[1], weights, pattern, c=c, block=SYNTH_BLOCK,
+            output_dir, subjects, synth[1], weights, pattern, c=c,
             target=f"{target.column} = {target.positive} (positive weight: towards it)",
         )  # fmt: skip
     return written

@@ -49,6 +49,34 @@ def block_maps(
     return grid[np.ix_(*index)]
 
 
+def synth_grid(output_dir: Path, subjects: Sequence[str]) -> tuple[tuple, np.ndarray, int] | None:
+    """``(shape, affine, block)`` of the model grid from the first classified participant's
+    views sidecar that records it (``SynthGrid``, ``SynthBlockVoxels``); None if none does."""
+    import json
+
+    from bids_eeg2fmri.workflows.views import SUFFIX
+
+    for subject in subjects:
+        for table in sorted(Path(output_dir).glob(f"sub-{subject}/**/eeg/*{SUFFIX}")):
+            try:
+                meta = json.loads(table.with_suffix(".json").read_text(encoding="utf-8"))
+                grid, block = meta["SynthGrid"], int(meta["SynthBlockVoxels"])
+                return tuple(int(n) for n in grid["shape"]), np.asarray(grid["affine"]), block
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return None
+
+
+def remove_maps(output_dir: Path) -> None:
+    """Remove an earlier run's maps (and sidecars), so none describes another target."""
+    for name in (WEIGHTS, PATTERN):
+        path = Path(output_dir) / name
+        if path.exists():
+            for old in (path, path.with_name(name.replace(".nii.gz", ".json"))):
+                old.unlink(missing_ok=True)
+            LOGGER.info("Removed the earlier %s", name)
+
+
 def write_synth_maps(
     output_dir: Path,
     subjects: Sequence[str],
@@ -57,39 +85,26 @@ def write_synth_maps(
     pattern: np.ndarray,
     *,
     c: float,
-    block: int,
     target: str,
 ) -> list[Path]:
-    """Write both maps on the grid of a classified participant's synthesized BOLD; none
-    (with a warning) when no such file is found."""
-    import nibabel as nib
-
+    """Write both maps on the model grid the views were computed on; none (with a
+    warning) when no views sidecar records that grid (views of an earlier version)."""
     from bids_eeg2fmri.bidsio.files import write_nifti_atomic
 
-    output_dir = Path(output_dir)
-    reference = next(
-        (
-            path
-            for subject in subjects
-            for path in sorted(output_dir.glob(f"sub-{subject}/**/func/*_desc-synth_bold.nii.gz"))
-        ),
-        None,
-    )
-    if reference is None:
+    found = synth_grid(output_dir, subjects)
+    if found is None:
         LOGGER.warning(
-            "--classify: no synthesized BOLD (func/*_desc-synth_bold.nii.gz) in %s: the "
-            "synth view's weight map is not written",
+            "--classify: no views sidecar in %s records the model grid (SynthGrid: views "
+            "written by an earlier version): the synth view's maps are not written",
             output_dir,
         )
         return []
-    image = nib.load(reference)
-    shape, affine = image.shape[:3], image.affine
+    shape, affine, block = found
     common = {
         "Target": target,
         "Volumes": ["mean over the run", "standard deviation over the run"],
         "BlockVoxels": block,
         "PenaltyC": c,
-        "GridFrom": reference.relative_to(output_dir).as_posix(),
     }
     written = []
     for filename, values, description in (
@@ -100,6 +115,6 @@ def write_synth_maps(
     ):  # fmt: skip
         data = block_maps(names, values, shape, block)
         meta = {"Description": description, **common}
-        written.append(write_nifti_atomic(output_dir / filename, data, affine, meta))
+        written.append(write_nifti_atomic(Path(output_dir) / filename, data, affine, meta))
     LOGGER.info("Synth view maps: %s", ", ".join(p.name for p in written))
     return written

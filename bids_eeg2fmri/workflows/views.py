@@ -68,9 +68,15 @@ def eeg_views(run: RunArrays) -> dict[str, dict[str, float]]:
 
 
 def write_views(
-    path: Path, views: dict[str, dict[str, float]], *, sources: list[str], model: str | None
+    path: Path,
+    views: dict[str, dict[str, float]],
+    *,
+    sources: list[str],
+    model: str | None,
+    grid: dict | None = None,
 ) -> Path:
-    """Write the views table and its sidecar atomically."""
+    """Write the views table and its sidecar atomically; ``grid`` (``{"shape": [x, y, z],
+    "affine": 4 x 4}``) is the model grid the ``synth`` view's blocks are on."""
     lines = ["view\tfeature\tvalue"]
     for view, values in views.items():
         lines += [
@@ -86,6 +92,7 @@ def write_views(
             "Views": sorted(views),
             "Model": model,
             "SynthBlockVoxels": v.SYNTH_BLOCK if "synth" in views else None,
+            "SynthGrid": grid if "synth" in views else None,
             **COLUMNS,
         },
     )
@@ -158,4 +165,5 @@ def write_model_views(
         views,
         sources=[bids_uri(pair.eeg, bids_dir)],
         model=f"{card['name']} ({card['digest']})",
+        grid={"shape": list(synth.shape[:3]), "affine": card["model_affine"]},
     )
