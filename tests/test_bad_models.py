@@ -162,6 +162,7 @@ _DELETE = object()
         (_edit("tr", 2.0), 'key "tr" is 2 s but "frequencies" start at 0.462963 Hz'),
         (_edit("sha256", "0" * 64), 'key "sha256" differs from the SHA-256 of --model'),
         (_edit("sha256", "abc"), 'key "sha256" is "abc" (the SHA-256 of the .keras file'),
+        (_edit("channel_positions", []), 'key "channel_positions" is [] (null or {"source"'),
     ],
     ids=[
         "missing",
@@ -176,6 +177,7 @@ _DELETE = object()
         "tr-vs-frequencies",
         "sha256-differs",
         "sha256-type",
+        "positions-type",
     ],
 )
 def test_a_bad_model_card(dataset, trained, tmp_path, capsys, edit, fragment):

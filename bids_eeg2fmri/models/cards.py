@@ -153,7 +153,9 @@ def _affine(value) -> bool:
 
 
 def _positions(value) -> bool:
-    points = value.get("positions_m") if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return False
+    points = value.get("positions_m")
     return (
         _text(value.get("source"))
         and isinstance(points, dict)
