@@ -169,6 +169,14 @@ class VolumeTiming(SimpleInterface):
                     onsets, n_volumes=n_volumes, tr=tr, sfreq=sfreq, n_discarded=inputs.n_discarded
                 )
             else:
+                if n_volumes is None and len(raw.annotations):
+                    LOGGER.warning(
+                        "%s: none of its %d markers matches --volume-marker %r: EEG only, "
+                        "cut on a TR grid from its start",
+                        Path(inputs.eeg_file).name,
+                        len(raw.annotations),
+                        pattern,
+                    )
                 timing = self._without_markers(tr, n_volumes, duration, pattern)
                 tr = timing.onsets[1] - timing.onsets[0] if timing.onsets.size > 1 else tr
             mk.check_coverage(timing, eeg_duration=duration)
