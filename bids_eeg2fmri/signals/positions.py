@@ -117,12 +117,12 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, radius
 
 
-def _centred(source: str, xyz: Mapping[str, np.ndarray], keep: Sequence[str]) -> Positions:
-    """Positions of ``keep`` relative to the sphere fitted to all of ``xyz``."""
+def _centred(source: str, xyz: Mapping[str, np.ndarray]) -> Positions:
+    """``xyz`` relative to the sphere fitted to all of them."""
     if len(xyz) < 4:
         raise PositionError(f"{source}: {len(xyz)} electrode position(s), too few to fit a head")
     centre, _ = fit_sphere(np.array(list(xyz.values())))
-    return Positions(source, {n: np.asarray(xyz[n], dtype=float) - centre for n in keep})
+    return Positions(source, {n: np.asarray(p, dtype=float) - centre for n, p in xyz.items()})
 
 
 @functools.cache
@@ -220,7 +220,7 @@ def read_electrodes(path: Path, coordsystem: Path | None = None) -> Positions:
     xyz = {n: p * scale for n, p in xyz.items()}
     if system in ALS_SYSTEMS:
         xyz = {n: np.array([-p[1], p[0], p[2]]) for n, p in xyz.items()}
-    positions = _centred(path.name, xyz, list(xyz))
+    positions = _centred(path.name, xyz)
     _check_against_standard(positions, path, system)
     return positions
 
@@ -233,8 +233,7 @@ def _check_against_standard(positions: Positions, path: Path, system: str | None
     both = [n for n in names if standard is not None and n in standard.xyz]
     if len(both) < 4 or standard.ambiguous:  # no standard place to hold them to
         return
-    cosines = (positions.directions(both) * standard.directions(both)).sum(axis=1)
-    median_mm = float(np.median(np.arccos(np.clip(cosines, -1, 1)))) * HEAD_RADIUS_MM
+    median_mm = float(np.median(_apart_mm(positions, standard, both)))
     if median_mm > MISPLACED_MM:
         raise PositionError(
             f"{path}: its {len(both)} electrodes lie a median {median_mm:.0f} mm from where "
@@ -270,11 +269,17 @@ def displaced_names(
     if recording is None or model is None:
         return []
     both = [n for n in names if n in recording.xyz and n in model.xyz]
-    if not both:
-        return []
-    cosines = (recording.directions(both) * model.directions(both)).sum(axis=1)
-    apart = np.arccos(np.clip(cosines, -1.0, 1.0)) * HEAD_RADIUS_MM
+    apart = _apart_mm(recording, model, both)
     return [n for n, mm in zip(both, apart, strict=True) if mm > SAME_PLACE_MM]
+
+
+def _apart_mm(first: Positions, second: Positions, names: Sequence[str]) -> np.ndarray:
+    """How far apart (mm, along a head of radius :data:`HEAD_RADIUS_MM`) the two sets
+    place each of ``names``."""
+    if not names:
+        return np.zeros(0)
+    cosines = (first.directions(names) * second.directions(names)).sum(axis=1)
+    return np.arccos(np.clip(cosines, -1.0, 1.0)) * HEAD_RADIUS_MM
 
 
 @dataclass(frozen=True)

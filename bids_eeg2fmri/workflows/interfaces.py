@@ -102,10 +102,15 @@ def _channel_positions(channels, model_positions, positions) -> dict | None:
     recording's positions or a standard montage when they place every channel."""
     from bids_eeg2fmri.signals.positions import Positions, standard_positions
 
-    for known in (model_positions, positions, standard_positions(channels)):
-        if known is not None and all(c in known.xyz for c in channels):
-            return Positions(known.source, {c: known.xyz[c] for c in channels}).to_json()
-    return None
+    def places_all(known) -> bool:
+        return known is not None and all(c in known.xyz for c in channels)
+
+    known = next((k for k in (model_positions, positions) if places_all(k)), None)
+    if known is None:  # a standard montage is looked up only when needed
+        known = standard_positions(channels)
+    if not places_all(known):
+        return None
+    return Positions(known.source, {c: known.xyz[c] for c in channels}).to_json()
 
 
 # ----------------------------------------------------------------------------- timing
