@@ -28,12 +28,14 @@ def plan(quick: bool) -> dict:
                 "groups": ["--groups", "4", "4", "--volumes", "40", *OTHER_CAP, "--channels",
                            "16", "--sfreq", "512", "--grid", "12", "13", "8"],
                 "holdout": ["03"], "epochs": "2", "permutations": "20", "repeats": "2",
-                "folds": "3", "effects": (0.0, 1.0), "nulls": 2}  # fmt: skip
+                "folds": "3", "effects": (0.0, 1.0), "nulls": 2, "null_permutations": "20",
+                "null_repeats": "2"}  # fmt: skip
     return {"train": ["--participants", "8", "--volumes", "150"],
             "groups": ["--groups", "20", "20", "--volumes", "60", *OTHER_CAP, "--sfreq",
                        "2048"],
             "holdout": ["07", "08"], "epochs": "10", "permutations": "200", "repeats": "5",
-            "folds": "5", "effects": EFFECTS, "nulls": 20}  # fmt: skip
+            "folds": "5", "effects": EFFECTS, "nulls": 10, "null_permutations": "100",
+            "null_repeats": "3"}  # fmt: skip
 
 
 def classify_section(ctx: Context) -> dict:
@@ -100,14 +102,16 @@ def _nulls(ctx: Context, sizes: dict, data: Path, result: Path, root: Path) -> d
                 f"{r['participant_id']}\t{g}\n" for r, g in zip(table, labels, strict=True)
             )
         grouped = app(ctx, bids, result, "group", "--classify", "group", "--permutations",
-                      sizes["permutations"], "--cv-repeats", sizes["repeats"], "--cv-folds",
-                      sizes["folds"], "--seed", str(k))  # fmt: skip
+                      sizes["null_permutations"], "--cv-repeats", sizes["null_repeats"],
+                      "--cv-folds", sizes["folds"], "--seed", str(k))  # fmt: skip
         wall.append(grouped["wall_s"])
         for view, m in _metrics(result / "group_desc-classify_metrics.tsv").items():
             p_values.setdefault(view, []).append(m["p_permutation"])
     (root / "p_values.json").write_text(json.dumps(p_values, indent=1))
     return {
         "n": sizes["nulls"],
+        "permutations": int(sizes["null_permutations"]),
+        "repeats": int(sizes["null_repeats"]),
         "group_wall_s": float(np.median(wall)),
         "share_p_below_0.05": {
             v: float(np.mean(np.array(ps) < 0.05)) for v, ps in p_values.items()
@@ -163,8 +167,10 @@ def section(results: dict) -> list[str]:
         lines += [
             "",
             f"Null labellings: the effect-0 participants under {nulls['n']} random balanced "
-            "labellings (exchangeable under the null), each through the whole group level: "
-            "the share with p_permutation < 0.05 should be about 0.05.",
+            "labellings (exchangeable under the null), each through the whole group level "
+            f"(`--cv-repeats {nulls.get('repeats', found['repeats'])} --permutations "
+            f"{nulls.get('permutations', found['permutations'])}`): the share with "
+            "p_permutation < 0.05 should be about 0.05.",
             "",
             "| view | share p < 0.05 | smallest p |",
             "|---|---|---|",
