@@ -117,6 +117,43 @@ def test_labels_unrelated_to_the_effect_are_not_found(groups_dataset, applied, t
     assert (metrics["p_permutation"] >= 0.05).all()
 
 
+def _confounded(root: Path) -> None:
+    """No group effect, but the patients' files are shorter (30 instead of 40 volumes' worth)
+    and hold one channel more (an ECG channel), as ds004000's patients hold extra EXG
+    channels and shorter runs: controls from one simulation, patients from the other."""
+    common = dict(n_participants=12, groups=(6, 6), group_effect=0.0, seed=5, eeg_only=True,
+                  montage="biosemi128", sfreq=512.0, **{**TINY, "n_channels": 32})  # fmt: skip
+    controls = simulate_dataset(SimulationConfig(**common, ecg=False), root / "controls")
+    patients = simulate_dataset(
+        SimulationConfig(**{**common, "n_volumes": 30}, ecg=True), root / "patients"
+    )
+    shutil.copytree(controls, root / "ds")
+    for i in range(7, 13):
+        shutil.rmtree(root / "ds" / f"sub-{i:02d}")
+        shutil.copytree(patients / f"sub-{i:02d}", root / "ds" / f"sub-{i:02d}")
+
+
+def test_a_confound_in_channel_count_and_length_shows_in_nuisance_only(trained, tmp_path,
+                                                                      capsys):  # fmt: skip
+    _confounded(tmp_path)
+    bids = tmp_path / "ds"
+    _apply(bids, trained / "models" / "compact.keras", tmp_path)
+    out = tmp_path / "out"
+    code, errors = _group(bids, out, capsys, "--classify", "group", *FAST)
+    assert code == 0, errors
+    metrics = pd.read_csv(out / "group_desc-classify_metrics.tsv", sep="\t").set_index("view")
+    assert metrics.loc["nuisance", "auc_ci_low"] > 0.5
+    assert metrics.loc["nuisance", "p_permutation"] < 0.05
+    others = metrics.drop(index="nuisance")
+    assert list(others.index) == ["bandpower", "features", "latent", "synth"]
+    assert (others["auc_ci_low"] <= 0.5).all(), others
+    log = next((out / "logs").glob("*group*.log"), None) or max((out / "logs").glob("*.log"))
+    assert "The nuisance view (channel count, length, line noise, eye movements) predicts" in (
+        log.read_text()
+    )
+    assert "The other views may reflect recording differences" in (out / "group.html").read_text()
+
+
 def _without_model_views(out: Path) -> None:
     for path in out.glob("sub-*/eeg/*_desc-views_features.tsv"):
         views = {k: val for k, val in read_views(path).items() if k not in ("latent", "synth")}
