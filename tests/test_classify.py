@@ -84,6 +84,17 @@ def test_a_strong_effect_is_found_and_a_null_one_is_not():
     assert clf.permutation_p(observed, clf.permutation_aucs(x, y, FAST, seed=2)) > 0.05
 
 
+def test_permutations_on_two_processes_equal_those_on_one():
+    x, y = _groups(8, 10, effect=0.5, seed=4)
+    protocol = clf.Protocol(n_folds=3, n_repeats=2, n_permutations=9)
+    seen: list[tuple[int, int]] = []
+    serial = clf.permutation_aucs(x, y, protocol, seed=7)
+    parallel = clf.permutation_aucs(x, y, protocol, seed=7, n_jobs=2,
+                                    progress=lambda i, n: seen.append((i, n)))  # fmt: skip
+    assert np.array_equal(serial, parallel) and serial.shape == (9,)
+    assert seen[-1] == (9, 9) and [i for i, _ in seen] == sorted({i for i, _ in seen})
+
+
 def test_paired_bootstrap_and_threshold_metrics():
     y = np.repeat([0, 1], 6)
     score = np.linspace(0.1, 0.9, 12)

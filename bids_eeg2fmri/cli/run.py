@@ -450,6 +450,7 @@ def _group(config) -> None:
             config.group,
             seed=config.workflow.seed,
             participants=config.selection.participant_label,
+            n_jobs=config.execution.nprocs,
         )
     from bids_eeg2fmri.reports.html import write_group_report
 

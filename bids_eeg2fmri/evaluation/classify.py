@@ -278,22 +278,53 @@ def threshold_metrics(y: np.ndarray, probability: np.ndarray, threshold: float =
 
 
 def permutation_aucs(
-    x: np.ndarray, y: np.ndarray, protocol: Protocol, *, seed: int, progress=None
-) -> np.ndarray:
+    x: np.ndarray, y: np.ndarray, protocol: Protocol, *, seed: int, progress=None,
+    n_jobs: int = 1,
+) -> np.ndarray:  # fmt: skip
     """AUC of the whole pipeline (new stratified folds, inner penalty search, repeats
     averaged) on ``protocol.n_permutations`` permutations of the labels across
-    participants. ``progress(i, n)`` is called after each permutation when given."""
+    participants. ``progress(i, n)`` is called as permutations finish when given.
+
+    The permutations and their seeds are drawn here, in order, so ``n_jobs`` worker
+    processes (joblib) give the same values as one.
+    """
     rng = np.random.default_rng(seed)
-    out = np.empty(protocol.n_permutations)
-    for i in range(protocol.n_permutations):
+    n = protocol.n_permutations
+    draws = []
+    for _ in range(n):
         shuffled = rng.permutation(y)
-        sub = int(rng.integers(2**31))
-        folds = repeated_folds(shuffled, protocol, seed=sub)
-        probability, _ = out_of_fold(x, shuffled, folds, protocol, seed=sub + 1)
-        out[i] = auc(shuffled, probability.mean(axis=0))
+        draws.append((shuffled, int(rng.integers(2**31))))
+    if n_jobs <= 1 or n < 2:
+        out = np.empty(n)
+        for i, draw in enumerate(draws):
+            out[i] = _permuted_auc(x, protocol, draw)
+            if progress is not None:
+                progress(i + 1, n)
+        return out
+    from joblib import Parallel, delayed
+
+    size = max(1, -(-n // (4 * n_jobs)))  # a few batches per worker, for the progress
+    batches = [draws[i : i + size] for i in range(0, n, size)]
+    run = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_permuted_batch)(x, protocol, batch) for batch in batches
+    )
+    values: list[float] = []
+    for found in run:
+        values.extend(found)
         if progress is not None:
-            progress(i + 1, protocol.n_permutations)
-    return out
+            progress(len(values), n)
+    return np.asarray(values)
+
+
+def _permuted_auc(x: np.ndarray, protocol: Protocol, draw: tuple[np.ndarray, int]) -> float:
+    shuffled, sub = draw
+    folds = repeated_folds(shuffled, protocol, seed=sub)
+    probability, _ = out_of_fold(x, shuffled, folds, protocol, seed=sub + 1)
+    return auc(shuffled, probability.mean(axis=0))
+
+
+def _permuted_batch(x: np.ndarray, protocol: Protocol, batch: list) -> list[float]:
+    return [_permuted_auc(x, protocol, draw) for draw in batch]
 
 
 def permutation_p(observed: float, null: np.ndarray) -> float:

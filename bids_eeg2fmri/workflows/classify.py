@@ -148,8 +148,10 @@ def gather_views(
 
 
 def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
-                       participants: tuple[str, ...] = ()) -> list[Path]:  # fmt: skip
-    """Classify, write the two tables and their sidecars; returns their paths."""
+                       participants: tuple[str, ...] = (),
+                       n_jobs: int = 1) -> list[Path]:  # fmt: skip
+    """Classify, write the two tables and their sidecars; returns their paths. The
+    permutations run on ``n_jobs`` processes (the same values as on one)."""
     target = read_target(bids_dir, settings.classify, settings.positive_label)
     chosen = [p for p in target.labels if not participants or p in participants]
     found, feature_names = gather_views(output_dir, chosen)
@@ -189,7 +191,8 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
     )
     folds = clf.repeated_folds(y, protocol, seed=seed)
     LOGGER.info(
-        "Classifying %s: %s (%d) vs %s (%d), %d x %d-fold, %d permutation(s), views %s",
+        "Classifying %s: %s (%d) vs %s (%d), %d x %d-fold, %d permutation(s) on %d "
+        "process(es), views %s",
         target.column,
         target.positive,
         counts[1],
@@ -198,6 +201,7 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
         protocol.n_repeats,
         protocol.n_folds,
         protocol.n_permutations,
+        n_jobs,
         ", ".join(views),
     )
     results = {}
@@ -214,7 +218,9 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
         observed = clf.auc(y, probability.mean(axis=0))
         p_value = float("nan")
         if protocol.n_permutations:
-            null = clf.permutation_aucs(x, y, protocol, seed=seed + 2, progress=_progress(view))
+            null = clf.permutation_aucs(
+                x, y, protocol, seed=seed + 2, progress=_progress(view), n_jobs=n_jobs
+            )
             p_value = clf.permutation_p(observed, null)
         results[view] = (probability, observed, p_value, int(x.shape[1]))
     if not results:
