@@ -149,6 +149,7 @@ class GroupSection:
     cv_folds: int = 5
     cv_repeats: int = 10
     permutations: int = 1000
+    classifier: str = "logistic"  # or a Keras head of models/heads.py for the synth view
 
 
 @dataclass(frozen=True)
@@ -354,7 +355,9 @@ def make_config(
 
 def _group_section(convert, opts) -> GroupSection:
     from bids_eeg2fmri.evaluation.views import VIEWS
+    from bids_eeg2fmri.models.heads import HEADS
 
+    classifiers = ("logistic", *HEADS)
     defaults = GroupSection()
     section = GroupSection(
         classify=str(opts["classify"]) if opts.get("classify") else None,
@@ -367,9 +370,16 @@ def _group_section(convert, opts) -> GroupSection:
         cv_folds=convert("cv_folds", parse_positive_int, defaults.cv_folds),
         cv_repeats=convert("cv_repeats", parse_positive_int, defaults.cv_repeats),
         permutations=convert("permutations", parse_non_negative_int, defaults.permutations),
+        classifier=convert("classifier", _choice(classifiers, "classifier"), defaults.classifier),
     )
     if section.cv_folds < 2:
         raise UsageError(f"--cv-folds must be at least 2, got {section.cv_folds}")
+    if section.classifier != "logistic" and section.classify_views:
+        if "synth" not in section.classify_views:
+            raise UsageError(
+                f"--classifier {section.classifier}: a head classifies the synth view; "
+                "add synth to --classify-views"
+            )
     return section
 
 

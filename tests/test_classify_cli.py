@@ -4,6 +4,7 @@ two groups of participants, then classified (workflows/classify.py, views.py).""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,54 @@ def test_labels_unrelated_to_the_effect_are_not_found(groups_dataset, applied, t
     metrics = pd.read_csv(out / "group_desc-classify_metrics.tsv", sep="\t").set_index("view")
     assert list(metrics.index) == ["bandpower", "nuisance"]
     assert (metrics["p_permutation"] >= 0.05).all()
+
+
+def test_the_synth_view_by_a_keras_head(groups_dataset, applied, trained, tmp_path, capsys):
+    """``--classifier contrastive``: the synth view from its windows (every synthesized
+    volume), the other views as before, on the same folds; the head's maps, one volume."""
+    import nibabel as nib
+
+    out = Path(shutil.copytree(applied, tmp_path / "out"))
+    code, errors = _group(groups_dataset, out, capsys, "--classify", "group", "--classifier",
+                          "contrastive", "--classify-views", "bandpower", "synth", "--cv-folds",
+                          "3", "--cv-repeats", "1", "--permutations", "2")  # fmt: skip
+    assert code == 0, errors
+    metrics = pd.read_csv(out / "group_desc-classify_metrics.tsv", sep="\t").set_index("view")
+    card = json.loads((trained / "models" / "compact.json").read_text())
+    blocks = int(np.prod([-(-n // 4) for n in card["grid"]]))  # 4-voxel blocks of a volume
+    assert list(metrics.index) == ["bandpower", "synth"]
+    assert metrics.loc["synth", "n_features"] == blocks
+    assert 0 <= metrics.loc["synth", "auc"] <= 1 and metrics.loc["synth", "p_permutation"] >= 0.33
+    predictions = pd.read_csv(out / "group_desc-classify_predictions.tsv", sep="\t")
+    folds = predictions.pivot_table(index="participant_id", columns="view", values="fold")
+    assert len(folds) == 12 and (folds["synth"] == folds["bandpower"]).all()
+    sidecar = json.loads((out / "group_desc-classify_metrics.json").read_text())
+    assert sidecar["Protocol"]["Heads"]["synth"].startswith("the original's contrastive head")
+    image = nib.load(out / "group_desc-classify_weights.nii.gz")
+    assert image.shape == (*card["grid"], 1) and np.abs(np.asarray(image.dataobj)).max() > 0
+    meta = json.loads((out / "group_desc-classify_pattern.json").read_text())
+    assert meta["Head"] == "contrastive" and "PenaltyC" not in meta
+    log = next((out / "logs").glob("*group*.log"), None) or max((out / "logs").glob("*.log"))
+    text = log.read_text()
+    assert re.search(
+        rf"synth with the contrastive head \(Keras\) on 4\d\d windows of {blocks} ", text
+    )
+    report = (out / "group.html").read_text()
+    assert "The synth view is classified instead by the original&#39;s contrastive head" in report
+    assert "of the contrastive head trained on every participant&#39;s windows" in report
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--classifier", "svm"], "unknown classifier 'svm'"),
+        (["--classifier", "likelihood", "--classify-views", "bandpower"],
+         "--classifier likelihood: a head classifies the synth view; add synth to"),
+    ],
+)  # fmt: skip
+def test_bad_classifier_requests(groups_dataset, tmp_path, capsys, extra, words):
+    code, errors = _group(groups_dataset, tmp_path / "out", capsys, "--classify", "group", *extra)
+    assert code == 2 and len(errors) == 1 and words in errors[0], errors
 
 
 def _confounded(root: Path) -> None:

@@ -334,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="label permutations for the p-value, each rerunning the whole cross-validation "
         "(default: 1000; 0: no p-value)",
     )
+    group.add_argument(
+        "--classifier",
+        dest="classifier",
+        metavar="NAME",
+        help="logistic (default: L2 logistic regression on every view), or the original's "
+        "contrastive or likelihood head (Keras) for the synth view, trained on its windows "
+        "in each fold (slow: every fold and permutation trains one)",
+    )
     wf.add_argument(
         "--config-file",
         dest="config_file",

@@ -444,6 +444,11 @@ def _group(config) -> None:
     if config.group.classify:
         from bids_eeg2fmri.workflows.classify import run_classification
 
+        if config.group.classifier != "logistic":  # a Keras head: TensorFlow, quietly
+            from bids_eeg2fmri.models.runtime import load_tensorflow
+
+            load_tensorflow(verbose=bool(config.execution.verbose))
+
         run_classification(
             output,
             config.run.bids_dir,

@@ -288,12 +288,8 @@ def permutation_aucs(
     The permutations and their seeds are drawn here, in order, so ``n_jobs`` worker
     processes (joblib) give the same values as one.
     """
-    rng = np.random.default_rng(seed)
     n = protocol.n_permutations
-    draws = []
-    for _ in range(n):
-        shuffled = rng.permutation(y)
-        draws.append((shuffled, int(rng.integers(2**31))))
+    draws = permutation_draws(y, n, seed=seed)
     if n_jobs <= 1 or n < 2:
         out = np.empty(n)
         for i, draw in enumerate(draws):
@@ -314,6 +310,17 @@ def permutation_aucs(
         if progress is not None:
             progress(len(values), n)
     return np.asarray(values)
+
+
+def permutation_draws(y: np.ndarray, n: int, *, seed: int) -> list[tuple[np.ndarray, int]]:
+    """``n`` permutations of the labels across participants, each with the seed of its
+    folds and fits."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        shuffled = rng.permutation(y)
+        draws.append((shuffled, int(rng.integers(2**31))))
+    return draws
 
 
 def _permuted_auc(x: np.ndarray, protocol: Protocol, draw: tuple[np.ndarray, int]) -> float:

@@ -16,7 +16,8 @@ from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.errors import DataError, NoInputError, UsageError
 from bids_eeg2fmri.evaluation import classify as clf
 from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, VIEWS
-from bids_eeg2fmri.workflows.classify_maps import remove_maps, write_synth_maps
+from bids_eeg2fmri.workflows.classify_heads import classify_with_head
+from bids_eeg2fmri.workflows.classify_maps import remove_maps, synth_grid, write_synth_maps
 from bids_eeg2fmri.workflows.views import SUFFIX, read_views
 
 LOGGER = logging.getLogger("bids_eeg2fmri")
@@ -204,8 +205,21 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
         n_jobs,
         ", ".join(views),
     )
+    head = settings.classifier if settings.classifier != "logistic" else None
+    if head and "synth" not in views:
+        raise NoInputError(
+            f"--classifier {head}: no participant has the synth view in {output_dir} (it "
+            "needs a model applied at the participant level: --model or --train)"
+        )
     results = {}
+    head_maps = None
     for view in views:
+        if view == "synth" and head:
+            results[view], head_maps = classify_with_head(
+                output_dir, subjects, y, folds, protocol, synth_grid(output_dir, subjects),
+                head, seed=seed, progress=_progress(view),
+            )  # fmt: skip
+            continue
         x = np.stack([found[view][s] for s in subjects])
         finite = np.isfinite(x).all(axis=0)
         if not finite.any():
@@ -225,14 +239,19 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
         results[view] = (probability, observed, p_value, int(x.shape[1]))
     if not results:
         raise NoInputError("--classify: no view has features to classify")
-    written = _write(output_dir, target, subjects, y, folds, results, protocol)
+    written = _write(output_dir, target, subjects, y, folds, results, protocol, head)
     remove_maps(output_dir)
-    if "synth" in results:
+    goal = f"{target.column} = {target.positive} (positive weight: towards it)"
+    if head_maps is not None:
+        written += write_synth_maps(
+            output_dir, subjects, head_maps["names"], head_maps["weights"],
+            head_maps["pattern"], c=None, target=goal, head=head,
+        )  # fmt: skip
+    elif "synth" in results:
         weights, pattern, c = clf.weights_and_pattern(synth[0], y, protocol, seed=seed + 3)
         written += write_synth_maps(
-            output_dir, subjects, synth[1], weights, pattern, c=c,
-            target=f"{target.column} = {target.positive} (positive weight: towards it)",
-        )  # fmt: skip
+            output_dir, subjects, synth[1], weights, pattern, c=c, target=goal
+        )
     return written
 
 
@@ -244,7 +263,7 @@ def _progress(view: str):
     return report
 
 
-def _write(output_dir, target, subjects, y, folds, results, protocol) -> list[Path]:
+def _write(output_dir, target, subjects, y, folds, results, protocol, head) -> list[Path]:
     names = list(results)
     mean_prob = np.stack([results[v][0].mean(axis=0) for v in names])
     boot = clf.bootstrap_aucs(y, mean_prob, n_boot=protocol.n_bootstrap, seed=protocol.seed)
@@ -310,7 +329,8 @@ def _write(output_dir, target, subjects, y, folds, results, protocol) -> list[Pa
         "Protocol": {"Folds": protocol.n_folds, "Repeats": protocol.n_repeats,
                      "InnerFolds": protocol.inner_folds, "Cs": list(protocol.cs),
                      "Bootstrap": protocol.n_bootstrap, "Permutations": protocol.n_permutations,
-                     "Seed": protocol.seed, "Classifier": "L2 logistic regression"},
+                     "Seed": protocol.seed, "Classifier": "L2 logistic regression",
+                     **({"Heads": {"synth": _head_text(head)}} if head else {})},
     }  # fmt: skip
     write_json_atomic(
         predictions.with_suffix(".json"),
@@ -329,6 +349,17 @@ def _write(output_dir, target, subjects, y, folds, results, protocol) -> list[Pa
     write_text_atomic(metrics, "\n".join(text) + "\n")
     LOGGER.info("Classification tables: %s, %s", metrics, predictions)
     return [metrics, predictions]
+
+
+def _head_text(kind: str) -> str:
+    from bids_eeg2fmri.models.heads import HeadSettings
+
+    h = HeadSettings(kind)
+    return (
+        f"the original's {kind} head (Keras; a linear projection of {h.units} values and a "
+        f"logit on each window's blocks; Adam {h.learning_rate:g}, batch {h.batch_size}, "
+        f"{h.epochs} epochs)"
+    )
 
 
 def _cell(value) -> str:

@@ -6,6 +6,7 @@ participant gives each such feature a weight and an activation pattern
 (evaluation/classify.weights_and_pattern); here both go back onto the model grid, every
 voxel taking its block's value: ``group_desc-classify_weights.nii.gz`` and
 ``group_desc-classify_pattern.nii.gz``, 4-D with two volumes (mean, sd), with sidecars.
+With a Keras head (``--classifier``), one volume: the head's on a window's blocks.
 """
 
 from __future__ import annotations
@@ -22,29 +23,37 @@ LOGGER = logging.getLogger("bids_eeg2fmri")
 WEIGHTS = "group_desc-classify_weights.nii.gz"
 PATTERN = "group_desc-classify_pattern.nii.gz"
 STATS = ("mean", "sd")
-_BLOCK = re.compile(r"^b(\d+)_(\d+)_(\d+)_(mean|sd)$")
+#: the volume of a window's block features (workflows/classify_heads.py)
+WINDOW_STATS = ("volume",)
+_BLOCK = re.compile(r"^b(\d+)_(\d+)_(\d+)_([a-z]+)$")
 
 
 def block_maps(
-    names: Sequence[str], values: np.ndarray, shape: Sequence[int], block: int
+    names: Sequence[str],
+    values: np.ndarray,
+    shape: Sequence[int],
+    block: int,
+    stats: Sequence[str] = STATS,
 ) -> np.ndarray:
-    """Voxel maps (x, y, z, 2: mean, sd) in which every voxel holds the value of its
-    block's feature (0 where the view has no finite feature for the block).
+    """Voxel maps (x, y, z, one per statistic: mean, sd) in which every voxel holds the
+    value of its block's feature (0 where the view has no finite feature for the block).
 
     Raises
     ------
     ValueError
-        A name that is not a block feature ``b<i>_<j>_<k>_<mean|sd>``.
+        A name that is not a block feature ``b<i>_<j>_<k>_<stat>`` of ``stats``.
     """
     shape = tuple(int(n) for n in shape[:3])
     blocks = tuple(-(-n // block) for n in shape)
-    grid = np.zeros((*blocks, len(STATS)))
+    grid = np.zeros((*blocks, len(stats)))
     for name, value in zip(names, values, strict=True):
         match = _BLOCK.match(name)
-        if match is None:
-            raise ValueError(f"{name!r} is not a synth block feature (b<i>_<j>_<k>_mean|sd)")
+        if match is None or match.group(4) not in stats:
+            raise ValueError(
+                f"{name!r} is not a synth block feature (b<i>_<j>_<k>_{'|'.join(stats)})"
+            )
         i, j, k = (int(g) for g in match.groups()[:3])
-        grid[i, j, k, STATS.index(match.group(4))] = value
+        grid[i, j, k, list(stats).index(match.group(4))] = value
     index = [np.arange(n) // block for n in shape]
     return grid[np.ix_(*index)]
 
@@ -84,11 +93,14 @@ def write_synth_maps(
     weights: np.ndarray,
     pattern: np.ndarray,
     *,
-    c: float,
+    c: float | None,
     target: str,
+    head: str | None = None,
 ) -> list[Path]:
     """Write both maps on the model grid the views were computed on; none (with a
-    warning) when no views sidecar records that grid (views of an earlier version)."""
+    warning) when no views sidecar records that grid (views of an earlier version).
+    ``head``: the weights are a Keras head's (models/heads.py), on a window's blocks
+    (one volume), instead of the logistic regression's on the run's mean and sd."""
     from bids_eeg2fmri.bidsio.files import write_nifti_atomic
 
     found = synth_grid(output_dir, subjects)
@@ -100,20 +112,27 @@ def write_synth_maps(
         )
         return []
     shape, affine, block = found
+    stats = WINDOW_STATS if head else STATS
     common = {
         "Target": target,
-        "Volumes": ["mean over the run", "standard deviation over the run"],
+        "Volumes": ["one synthesized volume (a window)"] if head
+        else ["mean over the run", "standard deviation over the run"],
         "BlockVoxels": block,
-        "PenaltyC": c,
-    }
+        **({"Head": head} if head else {"PenaltyC": c}),
+    }  # fmt: skip
+    fitted = (
+        f"the {head} head (linear: projection then logit) trained on every participant's "
+        "windows" if head else "the L2 logistic regression fitted on every participant's "
+        "synth view"
+    )  # fmt: skip
     written = []
     for filename, values, description in (
-        (WEIGHTS, weights, "Weights of the L2 logistic regression fitted on every "
-         "participant's synth view (standardised features), each voxel its block's."),
+        (WEIGHTS, weights, f"Weights of {fitted} (standardised features), each voxel its "
+         "block's."),
         (PATTERN, pattern, "Activation pattern of those weights (Haufe et al. 2014): "
          "covariance of each standardised feature with the decision, over its variance."),
     ):  # fmt: skip
-        data = block_maps(names, values, shape, block)
+        data = block_maps(names, values, shape, block, stats)
         meta = {"Description": description, **common}
         written.append(write_nifti_atomic(Path(output_dir) / filename, data, affine, meta))
     LOGGER.info("Synth view maps: %s", ", ".join(p.name for p in written))

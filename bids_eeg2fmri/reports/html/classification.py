@@ -107,16 +107,23 @@ def _pattern_items(output_dir: Path, target: dict, context: _Context) -> list[di
     image = nib.load(path)
     mean_map = np.asarray(image.dataobj, dtype=float)[..., 0]
     classes = _class_names(target)
+    head = _read_json(path.with_name(PATTERN.replace(".nii.gz", ".json"))).get("Head")
+    fitted, statistic, second = (
+        (f"the {head} head trained on every participant's windows", "a window's volume", "")
+        if head
+        else ("the classifier fitted on every participant's synth view",
+              "its run-mean statistic",
+              ", both with the standard-deviation statistic as a second volume")
+    )  # fmt: skip
     return [
         _figure_item(
             "Where the synthesized view separates the groups",
             context.figures / "group_desc-classify_pattern.png",
             context,
-            f"Activation pattern (Haufe et al. 2014) of the classifier fitted on every "
-            f"participant's synth view, for its run-mean statistic: positive where a higher "
-            f"synthesized signal goes with {classes[1]}, in blocks of voxels on the model "
-            f"grid. Unlike the weights ({WEIGHTS}, beside it in OUTPUT_DIR, both with the "
-            "standard-deviation statistic as a second volume), a pattern shows what the "
+            f"Activation pattern (Haufe et al. 2014) of {fitted}, for {statistic}: positive "
+            f"where a higher synthesized signal goes with {classes[1]}, in blocks of voxels "
+            f"on the model grid. Unlike the weights ({WEIGHTS}, beside it in OUTPUT_DIR"
+            f"{second}), a pattern shows what the "
             "views carry of the decision, not how noise is cancelled; it is fitted on all "
             "participants, so it describes the classifier, not its out-of-fold accuracy.",
             lambda out: fig.plot_symmetric_map(mean_map, affine=image.affine, path=out),
@@ -181,12 +188,20 @@ def _protocol_sentence(protocol: dict) -> str:
     )
     boot = protocol.get("Bootstrap")
     resamples = f" ({boot} stratified resamples)" if boot else ""
+    head = protocol.get("Heads") or {}
+    heads = "".join(
+        f" The {view} view is classified instead by {text}, trained in each fold on the "
+        "training participants' windows; a participant's probability is the mean over its "
+        "windows."
+        for view, text in head.items()
+    )
     return (
         f"Protocol: stratified {folds}-fold cross-validation repeated {repeats} times with "
         "participant-wise splits (a participant is never in the training and the test fold "
         f"at once); {classifier}, features standardised and {penalty}; each participant's "
         "out-of-fold probabilities averaged over the repeats, and the AUC computed on "
         f"those averages with a bootstrap interval over participants{resamples}; {tested}."
+        f"{heads}"
     )
 
 
