@@ -374,6 +374,8 @@ def _group_section(convert, opts) -> GroupSection:
     )
     if section.cv_folds < 2:
         raise UsageError(f"--cv-folds must be at least 2, got {section.cv_folds}")
+    if section.classifier != "logistic" and not section.classify:
+        raise UsageError(f"--classifier {section.classifier} needs --classify COLUMN")
     if section.classifier != "logistic" and section.classify_views:
         if "synth" not in section.classify_views:
             raise UsageError(

@@ -45,6 +45,12 @@ def test_the_fitted_head_is_linear_in_the_standardised_features():
     assert fitted.weights.shape == (30,) and np.allclose(fitted.mean, x.mean(axis=0))
     # the effect's features carry the largest weights, towards the positive class
     assert fitted.weights[:3].min() > np.abs(fitted.weights[3:]).max()
+    # the linear form is the Keras head's: same logits as its layers give
+    _, project, head, mean, scale = heads.train_head(
+        x, labels, np.repeat(np.arange(12), 20), heads.HeadSettings("likelihood"), seed=0
+    )
+    keras_logits = np.asarray(head(project(((x - mean) / scale).astype("float32"))))[:, 0]
+    assert np.allclose(keras_logits, fitted.logits(x), atol=1e-4)
     logits = fitted.logits(x)
     assert np.isclose(fitted.probability(x[:20]), np.mean(1 / (1 + np.exp(-logits[:20]))))
     with pytest.raises(ValueError, match="one class only"):
@@ -60,3 +66,42 @@ def test_pairs_join_windows_of_different_participants_half_with_the_same_label()
     assert (owners[first] != owners[second]).all()
     assert np.array_equal(same, (labels[first] == labels[second]).astype(float))
     assert same.mean() == 0.5 and np.array_equal(same[::2], np.ones(100))
+
+
+def _synth_run(root, subject, data, meta):
+    import json
+
+    import nibabel as nib
+
+    func = root / f"sub-{subject}" / "func"
+    func.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), func / f"sub-{subject}_desc-synth_bold.nii.gz")
+    (func / f"sub-{subject}_desc-synth_bold.json").write_text(json.dumps(meta))
+
+
+def test_windows_are_the_blocks_of_every_volume_with_eeg_and_bold_runs_are_refused(tmp_path):
+    from bids_eeg2fmri.errors import DataError, NoInputError
+    from bids_eeg2fmri.workflows.classify_heads import synth_windows, window_names
+
+    grid = ((4, 4, 2), np.eye(4), 2)
+    data = np.zeros((4, 4, 2, 5), np.float32)
+    data[:2, :2, :, :] = np.arange(5)  # block (0, 0, 0) holds the volume's index
+    z = {"Units": "z-scores (no BOLD to take units from)", "VolumesWithoutEEG": [0, 3]}
+    _synth_run(tmp_path, "01", data, z)
+    (windows,) = synth_windows(tmp_path, ["01"], grid, "contrastive")
+    assert windows.shape == (3, 4) and len(window_names(*grid[::2])) == 4
+    assert np.array_equal(windows[:, 0], [1, 2, 4]) and not windows[:, 1:].any()
+
+    cases = [
+        ("02", {"Units": "those of the source BOLD"}, DataError, "needs EEG-only runs"),
+        ("03", {**z, "VolumesWithoutEEG": [7]}, DataError, "not a list of volume indices"),
+        ("04", {**z, "VolumesWithoutEEG": [0, 1, 2, 3, 4]}, NoInputError, "for sub-04"),
+    ]
+    for subject, meta, error, words in cases:
+        _synth_run(tmp_path, subject, data, meta)
+        with pytest.raises(error, match=words):
+            synth_windows(tmp_path, [subject], grid, "contrastive")
+    with pytest.raises(DataError, match="not the model's z-scores on its grid"):
+        synth_windows(tmp_path, ["01"], ((4, 4, 3), np.eye(4), 2), "likelihood")
+    with pytest.raises(NoInputError, match="records the model grid"):
+        synth_windows(tmp_path, ["01"], None, "likelihood")

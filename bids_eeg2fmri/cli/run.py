@@ -448,6 +448,10 @@ def _group(config) -> None:
             from bids_eeg2fmri.models.runtime import load_tensorflow
 
             load_tensorflow(verbose=bool(config.execution.verbose))
+            if config.execution.deterministic:
+                import tensorflow as tf
+
+                tf.config.experimental.enable_op_determinism()
 
         run_classification(
             output,

@@ -93,6 +93,18 @@ def fit_head(
     ValueError
         An unknown ``settings.kind``, or windows of one class only.
     """
+    _, project, head, mean, scale = train_head(x, labels, owners, settings, seed=seed)
+    w, a_bias = (np.asarray(t, float) for t in project.get_weights())
+    v, c_bias = (np.asarray(t, float) for t in head.get_weights())
+    # logit = (z W + a) v + c = z (W v) + (a v + c)
+    return LinearHead(mean, scale, (w @ v)[:, 0], float(a_bias @ v[:, 0] + c_bias[0]))
+
+
+def train_head(
+    x: np.ndarray, labels: np.ndarray, owners: np.ndarray, settings: HeadSettings, *, seed: int
+):
+    """The Keras side of :func:`fit_head`: ``(model, projection layer, logit layer,
+    mean, scale)``; a window's logit is ``logit(projection((x - mean) / scale))``."""
     if settings.kind not in HEADS:
         raise ValueError(f"unknown head {settings.kind!r} (one of {', '.join(HEADS)})")
     labels = np.asarray(labels, float)
@@ -106,6 +118,7 @@ def fit_head(
     scale = x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     z = ((x - mean) / scale).astype("float32")
+    keras.backend.clear_session()  # thousands of heads in a permutation test
     keras.utils.set_random_seed(seed)
     project = layers.Dense(settings.units, name="projection")
     head = layers.Dense(1, name="logit")
@@ -146,9 +159,7 @@ def fit_head(
             z[order], [np.repeat(y[order], settings.units, axis=1), y[order]],
             batch_size=settings.batch_size, epochs=1, verbose=0, shuffle=False,
         )  # fmt: skip
-    w, a_bias = (np.asarray(t, float) for t in project.get_weights())
-    v, c_bias = (np.asarray(t, float) for t in head.get_weights())
-    return LinearHead(mean, scale, (w @ v)[:, 0], float(a_bias @ v[:, 0] + c_bias[0]))
+    return model, project, head, mean, scale
 
 
 def out_of_fold(

@@ -16,7 +16,7 @@ from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.errors import DataError, NoInputError, UsageError
 from bids_eeg2fmri.evaluation import classify as clf
 from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, VIEWS
-from bids_eeg2fmri.workflows.classify_heads import classify_with_head
+from bids_eeg2fmri.workflows.classify_heads import classify_with_head, synth_windows
 from bids_eeg2fmri.workflows.classify_maps import remove_maps, synth_grid, write_synth_maps
 from bids_eeg2fmri.workflows.views import SUFFIX, read_views
 
@@ -211,14 +211,16 @@ def run_classification(output_dir: Path, bids_dir: Path, settings, *, seed: int,
             f"--classifier {head}: no participant has the synth view in {output_dir} (it "
             "needs a model applied at the participant level: --model or --train)"
         )
+    if head:  # read (and refused) before any view is classified
+        grid = synth_grid(output_dir, subjects)
+        windows = synth_windows(output_dir, subjects, grid, head)
     results = {}
     head_maps = None
     for view in views:
         if view == "synth" and head:
             results[view], head_maps = classify_with_head(
-                output_dir, subjects, y, folds, protocol, synth_grid(output_dir, subjects),
-                head, seed=seed, progress=_progress(view),
-            )  # fmt: skip
+                windows, y, folds, protocol, grid, head, seed=seed, progress=_progress(view)
+            )
             continue
         x = np.stack([found[view][s] for s in subjects])
         finite = np.isfinite(x).all(axis=0)

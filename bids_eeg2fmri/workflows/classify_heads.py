@@ -34,80 +34,89 @@ def window_names(shape: Sequence[int], block: int) -> list[str]:
 
 
 def synth_windows(
-    output_dir: Path, subjects: Sequence[str], grid: tuple, kind: str
-) -> dict[str, np.ndarray]:
-    """``{participant: (n_windows, n_blocks)}``: the block means of every volume with EEG
-    of each participant's synthesized runs on the model grid ``grid`` (shape, affine,
-    block). A participant without such runs is left out.
+    output_dir: Path, subjects: Sequence[str], grid: tuple | None, kind: str
+) -> list[np.ndarray]:
+    """Each participant's windows (n_windows, n_blocks), in ``subjects``' order: the block
+    means of every volume with EEG of its synthesized runs on the model grid ``grid``
+    (shape, affine, block, from the views sidecars).
 
     Raises
     ------
+    NoInputError
+        No model grid recorded, or a participant without a synthesized volume with EEG.
     DataError
-        A synthesized run that is not on the model grid (a run with BOLD, synthesized on
-        the BOLD's grid), or whose sidecar cannot be read.
+        A synthesized run that is not z-scores on the model grid (a run with BOLD is
+        synthesized on the BOLD's grid, in its units), or that cannot be read.
     """
-    import nibabel as nib
-
-    shape, affine, block = grid
-    out: dict[str, np.ndarray] = {}
-    for subject in subjects:
-        runs = []
-        for path in sorted(
-            Path(output_dir).glob(f"sub-{subject}/**/func/*_desc-synth_bold.nii.gz")
-        ):
-            image = nib.load(path)
-            if image.shape[:3] != tuple(shape) or not np.allclose(image.affine, affine, atol=1e-4):
-                raise DataError(
-                    f"{path}: not on the model grid {tuple(shape)} (a run with BOLD is "
-                    f"synthesized on the BOLD's grid): --classifier {kind} needs EEG-only runs"
-                )
-            sidecar = path.with_name(path.name.replace(".nii.gz", ".json"))
-            try:
-                gaps = json.loads(sidecar.read_text(encoding="utf-8")).get("VolumesWithoutEEG", [])
-            except (OSError, ValueError, AttributeError) as err:
-                raise DataError(f"{sidecar}: unreadable ({err})") from None
-            data = np.asarray(image.dataobj, np.float32)
-            valid = np.ones(data.shape[3], bool)
-            valid[np.asarray(gaps, int)] = False
-            chosen = np.flatnonzero(valid)
-            for start in range(0, chosen.size, _CHUNK):
-                blocks = block_means(data[..., chosen[start : start + _CHUNK]], block)
-                runs.append(blocks.reshape(-1, blocks.shape[-1]).T)
-        if runs:
-            out[subject] = np.concatenate(runs)
-    return out
-
-
-def classify_with_head(
-    output_dir: Path,
-    subjects: list[str],
-    y: np.ndarray,
-    folds: np.ndarray,
-    protocol: clf.Protocol,
-    grid: tuple | None,
-    kind: str,
-    *,
-    seed: int,
-    progress=None,
-) -> tuple[tuple, dict]:
-    """The ``synth`` view's result with a head: ``(probability, auc, p, n_features)`` as
-    workflows/classify.py keeps it, and ``{"names", "weights", "pattern"}`` of the head
-    fitted on every participant (for the maps)."""
-    from bids_eeg2fmri.models import heads
-
     if grid is None:
         raise NoInputError(
             f"--classifier {kind}: no views sidecar in {output_dir} records the model grid "
             "(SynthGrid): rerun the participant level with this version"
         )
-    found = synth_windows(output_dir, subjects, grid, kind)
-    missing = [s for s in subjects if s not in found]
-    if missing:
-        raise NoInputError(
-            f"--classifier {kind}: no synthesized run (func/*_desc-synth_bold.nii.gz) for "
-            f"participant(s) {', '.join(missing)} in {output_dir}"
+    shape, affine, block = grid
+    out = []
+    for subject in subjects:
+        runs = []
+        for path in sorted(
+            Path(output_dir).glob(f"sub-{subject}/**/func/*_desc-synth_bold.nii.gz")
+        ):
+            runs += _run_windows(path, tuple(shape), affine, block, kind)
+        if not runs:
+            raise NoInputError(
+                f"--classifier {kind}: no synthesized volume with EEG "
+                f"(func/*_desc-synth_bold.nii.gz) for sub-{subject} in {output_dir}"
+            )
+        out.append(np.concatenate(runs))
+    return out
+
+
+def _run_windows(path: Path, shape: tuple, affine, block: int, kind: str) -> list[np.ndarray]:
+    import nibabel as nib
+
+    sidecar = path.with_name(path.name.replace(".nii.gz", ".json"))
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        image = nib.load(path)
+        data = np.asarray(image.dataobj, np.float32)
+    except (OSError, ValueError, EOFError) as err:  # nibabel's errors are ValueErrors
+        raise DataError(f"{path}: unreadable ({err})") from None
+    on_grid = image.shape[:3] == shape and np.allclose(image.affine, affine, atol=1e-4)
+    if data.ndim != 4 or not on_grid or "z-scores" not in str(meta.get("Units", "")):
+        raise DataError(
+            f"{path}: not the model's z-scores on its grid {shape} (a run with BOLD is "
+            f"synthesized on the BOLD's grid, in its units): --classifier {kind} needs "
+            "EEG-only runs"
         )
-    windows = [found[s] for s in subjects]
+    gaps = meta.get("VolumesWithoutEEG", [])
+    if not isinstance(gaps, list) or not all(
+        isinstance(g, int) and 0 <= g < data.shape[3] for g in gaps
+    ):
+        raise DataError(f"{sidecar}: VolumesWithoutEEG is not a list of volume indices")
+    chosen = np.setdiff1d(np.arange(data.shape[3]), gaps)
+    windows = []
+    for first in range(0, chosen.size, _CHUNK):
+        blocks = block_means(data[..., chosen[first : first + _CHUNK]], block)
+        windows.append(blocks.reshape(-1, blocks.shape[-1]).T)
+    return windows
+
+
+def classify_with_head(
+    windows: list[np.ndarray],
+    y: np.ndarray,
+    folds: np.ndarray,
+    protocol: clf.Protocol,
+    grid: tuple,
+    kind: str,
+    *,
+    seed: int,
+    progress=None,
+) -> tuple[tuple, dict]:
+    """The ``synth`` view's result with a head on the participants' ``windows`` (from
+    :func:`synth_windows`): ``(probability, auc, p, n_features)`` as workflows/classify.py
+    keeps it, and ``{"names", "weights", "pattern"}`` of the head fitted on every
+    participant (for the maps)."""
+    from bids_eeg2fmri.models import heads
+
     settings = heads.HeadSettings(kind)
     trainings = folds.shape[0] * (int(folds.max()) + 1)
     LOGGER.info(
@@ -118,6 +127,14 @@ def classify_with_head(
         windows[0].shape[1],
         trainings,
     )
+    if protocol.n_permutations * trainings > 2000:
+        LOGGER.warning(
+            "--classifier %s with %d permutation(s): %d head trainings on one process (a "
+            "few seconds each): lower --permutations or --cv-repeats for a first look",
+            kind,
+            protocol.n_permutations,
+            (protocol.n_permutations + 1) * trainings,
+        )
     probability = heads.out_of_fold(windows, y, folds, settings, seed=seed + 1)
     observed = clf.auc(y, probability.mean(axis=0))
     p_value = float("nan")
