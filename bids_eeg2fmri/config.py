@@ -112,6 +112,9 @@ class WorkflowSection:
     preset: str = "compact"
     model_name: str | None = None  # default: the preset's name
     holdout_label: tuple[str, ...] = ()
+    # participants kept out of training for early stopping (default: none, the last 10 % of
+    # each training run validates; benchmarks/NOTES.md, "Training settings")
+    validation_label: tuple[str, ...] = ()
     epochs: int = 10
     # chosen by measurement (benchmarks/NOTES.md, "Training settings"); the original's were
     # batch 4 and learning rate 0.00298 (ORIGINAL_LEARNING_RATE)
@@ -414,6 +417,7 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         model_name=convert("model_name", parse_model_name, None)
         or str(opts.get("preset") or defaults.preset),
         holdout_label=convert("holdout_label", lambda v: parse_labels(v, entity="sub"), ()),
+        validation_label=convert("validation_label", lambda v: parse_labels(v, entity="sub"), ()),
         epochs=convert("epochs", parse_positive_int, defaults.epochs),
         batch_size=convert("batch_size", parse_positive_int, defaults.batch_size),
         learning_rate=convert("learning_rate", parse_positive_float, defaults.learning_rate),
@@ -427,6 +431,12 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         raise UsageError("--train and --model exclude each other: train a model or apply one")
     if section.train_only and not section.train:
         raise UsageError("--train-only needs --train: it stops after training")
+    both = sorted(set(section.holdout_label) & set(section.validation_label))
+    if both:
+        raise UsageError(
+            f"--validation-label and --holdout-label both name {', '.join(both)}: a "
+            "participant either validates the training or is held out of it"
+        )
     if section.first_volume_onset is not None and section.assume_eeg_starts_at_first_volume:
         raise UsageError(
             "--first-volume-onset and --assume-eeg-starts-at-first-volume exclude each other"

@@ -259,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
         "last 20%% in sorted order with 3 or more participants; with one, the "
         "last 20%% of each run)",
     )
+    model.add_argument(
+        "--validation-label",
+        dest="validation_label",
+        nargs="+",
+        metavar="LABEL",
+        help="participants kept out of training whose loss stops it early (default: "
+        "none; every other participant trains and the last 10%% of each training run "
+        "validates)",
+    )
     model.add_argument("--epochs", dest="epochs", metavar="N", help="default: 10")
     model.add_argument(
         "--batch-size", dest="batch_size", metavar="N", help="default: 8 (the original's: 4)"

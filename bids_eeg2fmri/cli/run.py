@@ -190,9 +190,10 @@ def _run(config, *, command: list[str], origin: dict[str, str] | None = None) ->
         check_model(model, named=named)  # a bad --model fails before anything is written
     if config.selection.participant_label:
         check_participant_labels(config.run.bids_dir, config.selection.participant_label)
-    if config.workflow.holdout_label:  # absent ones are a usage error before any step
-        holdout = config.workflow.holdout_label
-        check_participant_labels(config.run.bids_dir, holdout, option="--holdout-label: ")
+    for option in ("holdout_label", "validation_label"):  # absent ones: a usage error first
+        if labels := getattr(config.workflow, option):
+            flag = "--" + option.replace("_", "-")
+            check_participant_labels(config.run.bids_dir, labels, option=f"{flag}: ")
 
     output, work = config.run.output_dir, config.execution.work_dir
     logs = output / "logs"

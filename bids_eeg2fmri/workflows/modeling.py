@@ -39,7 +39,9 @@ def collect_runs(pairs: list[RunPair], work_dir: Path) -> list[RunArrays]:
     ]
 
 
-def plan_split(runs: list[RunArrays], holdout: tuple[str, ...]) -> dict:
+def plan_split(
+    runs: list[RunArrays], holdout: tuple[str, ...], validation: tuple[str, ...] = ()
+) -> dict:
     """Which volumes of which runs train, validate and are held out.
 
     Participant-wise (see :func:`split_participants`); with a single participant, in time:
@@ -49,7 +51,7 @@ def plan_split(runs: list[RunArrays], holdout: tuple[str, ...]) -> dict:
     if not paired:
         raise ValueError("--train needs runs with BOLD; the selection has EEG only")
     subjects = [runs[i].subject for i in paired]
-    train, validation, held = split_participants(subjects, holdout)
+    train, validation, held = split_participants(subjects, holdout, validation)
     plan = {
         "train": {},
         "validation": {},
@@ -114,7 +116,7 @@ def train_model(config, runs: list[RunArrays], pairs: list[RunPair]):
     from bids_eeg2fmri.models.training import train
 
     wf = config.workflow
-    plan = plan_split(runs, wf.holdout_label)
+    plan = plan_split(runs, wf.holdout_label, wf.validation_label)
     LOGGER.info(
         "Participants: train %s, validation %s, held out %s",
         ", ".join(plan["participants"]["train"]) or "-",

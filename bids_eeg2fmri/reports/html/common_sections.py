@@ -81,6 +81,8 @@ def _training_items(cards: list[dict], context: _Context, *, stem: str, label=No
                 None,
             )
             caption = "Participants are split as wholes, so that no person is in two splits. "
+            if not participants.get("validation"):
+                caption += "The last 10 % of each training run stopped the training early. "
             if label is not None:
                 caption += (
                     f"sub-{label} was in the {where} split."
@@ -96,8 +98,9 @@ def _training_items(cards: list[dict], context: _Context, *, stem: str, label=No
                     "Training curves",
                     context.figures / f"{stem}_desc-training{suffix}_curves.svg",
                     context,
-                    "The loss and its terms per epoch, on the training participants (solid) "
-                    "and the validation participants (dashed). The dotted line marks the "
+                    "The loss and its terms per epoch, on the training volumes (solid) "
+                    "and the validation volumes (dashed: those of the validation participants, "
+                    "else the last 10 % of each training run). The dotted line marks the "
                     "epoch of the lowest validation loss. A validation curve that rises "
                     "while the training curve falls is overfitting.",
                     lambda path, h=history: fig.plot_training_history(h, path=path),

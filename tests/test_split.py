@@ -1,0 +1,72 @@
+"""Which participants train, validate (early stopping) and are held out: --holdout-label
+and --validation-label, and the volumes each role gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli
+
+from bids_eeg2fmri.models.data import RunArrays, split_participants
+from bids_eeg2fmri.workflows.modeling import plan_split
+
+SIX = ["01", "02", "03", "04", "05", "06"]
+
+
+def test_by_default_every_participant_not_held_out_trains():
+    assert split_participants(SIX, ("05", "06")) == (["01", "02", "03", "04"], [], ["05", "06"])
+    assert split_participants(SIX) == (["01", "02", "03", "04", "05"], [], ["06"])
+
+
+def test_validation_participants_are_kept_out_of_training_and_never_held_out_by_default():
+    named = split_participants(SIX, ("05", "06"), ("04",))
+    assert named == (["01", "02", "03"], ["04"], ["05", "06"])
+    assert split_participants(SIX, (), ("06",)) == (["01", "02", "03", "04"], ["06"], ["05"])
+
+
+@pytest.mark.parametrize(
+    ("holdout", "validation", "message"),
+    [
+        (("05",), ("05",), "--validation-label and --holdout-label both name 05"),
+        ((), ("07",), "--validation-label: no selected run of 07"),
+        (("01", "02", "03"), ("04", "05", "06"), "nothing to train on"),
+    ],
+)
+def test_impossible_splits_are_refused(holdout, validation, message):
+    with pytest.raises(ValueError, match=message):
+        split_participants(SIX, holdout, validation)
+
+
+def _run(subject: str, n: int) -> RunArrays:
+    info = {"valid": [True] * n}
+    return RunArrays(f"sub-{subject}_task-rest", subject, Path("f.npy"), info, bold=Path("b.nii"))
+
+
+def test_without_a_validation_participant_the_end_of_each_training_run_validates():
+    runs = [_run(s, 20) for s in ("01", "02", "03", "04")]
+    plan = plan_split(runs, ("04",))
+    assert sorted(plan["train"]) == [0, 1, 2] and sorted(plan["validation"]) == [0, 1, 2]
+    for i in range(3):  # the last 10 %, never also trained on
+        assert plan["validation"][i].tolist() == [18, 19]
+        assert plan["train"][i].tolist() == list(range(18))
+    assert np.array_equal(plan["holdout"][3], np.arange(20))
+
+    named = plan_split(runs, ("04",), ("03",))
+    assert sorted(named["train"]) == [0, 1] and list(named["validation"]) == [2]
+    assert named["validation"][2].tolist() == list(range(20))
+    assert named["train"][0].tolist() == list(range(20))
+
+
+def test_bad_validation_labels_are_usage_errors_before_any_step(tiny, tmp_path, capsys):
+    out, work = tmp_path / "out", tmp_path / "work"
+    code, errors = cli(tiny, out, work, capsys, "--train", "--validation-label", "99")
+    assert code == 2 and len(errors) == 1, errors
+    assert "--validation-label: participant label(s) not found in" in errors[0], errors[0]
+    code, errors = cli(
+        tiny, out, work, capsys, "--train", "--validation-label", "01", "--holdout-label", "sub-01"
+    )
+    assert code == 2 and len(errors) == 1, errors
+    assert "--validation-label and --holdout-label both name 01" in errors[0], errors[0]
+    assert not out.exists()
