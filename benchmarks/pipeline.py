@@ -128,12 +128,13 @@ def _training_samples(log: Path) -> int:
 def quality(ctx: Context, plan: tuple[tuple[str, tuple[int, ...]], ...], epochs: int) -> dict:
     """Held-out quality of each (preset, seeds) of ``plan``, beside the baselines.
 
-    Every run trains on the first 16 participants with the last 4 held out (one more is
-    the validation participant, chosen by the app). The first run is the product's whole
-    path: ``participant --train`` (baselines fitted, every participant synthesized and
-    evaluated), then ``group``. The baselines do not depend on the preset or the seed, so
-    the other runs train with ``--train-only`` (no baselines either) and apply the model to the
-    held-out participants alone (``--model``), which evaluates them with the same code.
+    Every run trains on the first 16 participants with the last 4 held out (the app's
+    default split: the last 10 % of each training run validates). The first run is the
+    product's whole path: ``participant --train`` (baselines fitted, every participant
+    synthesized and evaluated), then ``group``. The baselines do not depend on the preset
+    or the seed, so the other runs train with ``--train-only`` (no baselines either) and
+    apply the model to the held-out participants alone (``--model``), which evaluates them
+    with the same code.
     Figures are the mean over held-out participants of the group table's rows."""
     data = study_dataset(ctx)
     count = 6 if ctx.quick else 16
@@ -141,6 +142,7 @@ def quality(ctx: Context, plan: tuple[tuple[str, tuple[int, ...]], ...], epochs:
     held = labels[-(2 if ctx.quick else HELD_OUT) :]
     figures: dict = {"participants": count, "volumes": study_size(ctx)[1], "held_out": held}
     figures |= {"epochs": epochs, "channels": _shapes(ctx)[0], "grid": _shapes(ctx)[1], "runs": {}}
+    figures["validation"] = "time split"  # the app's default since 781da8a (no participant)
     for preset, seeds in plan:
         for seed in seeds:
             key = f"{preset}/seed{seed}"

@@ -338,9 +338,14 @@ def _quality(results: dict) -> list[str]:
         f"{' x '.join(map(str, q['grid']))}, TR 2.16 s), "
         f"{q['participants']} participants x {q['volumes']} volumes; "
         f"`participant --train --preset P --epochs {q['epochs']} --batch-size 8 "
-        f"--learning-rate 0.001 --holdout-label {' '.join(q['held_out'])} --seed S`. One more "
-        "participant validates (early stopping); the rest train. "
-        f"{_get(q, 'baselines', 'from', default='The first run')} is the whole "
+        f"--learning-rate 0.001 --holdout-label {' '.join(q['held_out'])} --seed S`. "
+        + (
+            "Every other participant trains; the last 10 % of each training run validates "
+            "(early stopping). "
+            if q.get("validation") == "time split"
+            else "One more participant validates (early stopping); the rest train. "
+        )
+        + f"{_get(q, 'baselines', 'from', default='The first run')} is the whole "
         "product path (baselines fitted, every participant synthesized and evaluated, then "
         "`group`); the others add `--train-only` and apply the model to the "
         "held-out participants with `--model` (the same evaluation code). The baselines do not "
