@@ -233,6 +233,38 @@ def test_ridge_gcv_scores_match_the_hat_matrix_definition():
     assert np.isfinite(model.predict(X)).all()
 
 
+def test_ridge_chooses_alpha_for_unseen_groups_by_leaving_each_out():
+    rng = np.random.default_rng(10)
+    shared = 0.3 * rng.standard_normal((8, 30))
+    parts = []  # each group: the shared map plus a strong map of its own
+    for _ in range(4):
+        own = rng.standard_normal((8, 30))
+        parts.append(_linear_data(rng, 25, 8, 30, 0.5, shared + own))
+    X = np.concatenate([x for x, _ in parts])
+    Y = np.concatenate([y for _, y in parts])
+    groups = np.repeat(["a", "b", "c", "d"], 25)
+    alphas = (0.1, 10.0, 1e3, 1e5)
+    model = RidgeBaseline(alphas=alphas).fit(X, Y, groups=groups)
+    assert model.selection_ == "groups"
+    folds = [
+        RidgeBaseline(alphas=alphas)
+        .fit(X[groups != g], Y[groups != g], X[groups == g], Y[groups == g])
+        .scores_
+        for g in "abcd"
+    ]
+    assert np.allclose(model.scores_, np.mean(folds, axis=0))
+    assert model.alpha_ == alphas[int(np.argmax(model.scores_))]
+    # the samples' own groups would ask for less penalty than unseen groups need
+    within = RidgeBaseline(alphas=alphas).fit(X[::2], Y[::2], X[1::2], Y[1::2])
+    assert model.alpha_ > within.alpha_, (model.alpha_, within.alpha_)
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        RidgeBaseline().fit(X, Y, groups=np.zeros(len(X)))
+    with pytest.raises(ValueError, match="one label per sample"):
+        RidgeBaseline().fit(X, Y, groups=groups[:-1])
+    with pytest.raises(ValueError, match="not both"):
+        RidgeBaseline().fit(X, Y, X, Y, groups=groups)
+
+
 def test_ridge_rejects_bad_shapes():
     X, Y = np.zeros((10, 3)), np.zeros((10, 5), np.float32)
     with pytest.raises(ValueError, match="same n_samples"):

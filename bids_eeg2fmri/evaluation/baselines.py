@@ -191,6 +191,9 @@ class RidgeBaseline:
 
     * with validation data, the alpha maximising the mean (over voxels with a finite value)
       voxelwise Pearson r between ``predict(X_val)`` and ``Y_val``;
+    * with ``groups`` (e.g. the participant of each sample), the alpha maximising that mean r
+      averaged over leave-one-group-out folds (standardisation and SVD refitted in each), so
+      that the penalty is chosen for unseen groups, not for unseen samples of seen ones;
     * otherwise by generalised cross-validation. With ``f_i = s_i^2 / (s_i^2 + alpha)``,
       ``df = 1 + sum_i f_i`` (the 1 is the intercept), ``Q = U^T Y_c`` and, per voxel,
       ``RSS_v = ||Y_c,v||^2 - sum_i Q_iv^2 + sum_i (1 - f_i)^2 Q_iv^2``,
@@ -208,9 +211,9 @@ class RidgeBaseline:
     alpha_ : float
         The chosen alpha.
     scores_ : ndarray, shape (n_alphas,)
-        Mean validation r (``selection_ == "validation"``) or GCV per alpha.
+        Mean validation r (``"validation"``, ``"groups"``: mean over folds) or GCV per alpha.
     selection_ : str
-        ``"validation"`` or ``"gcv"``.
+        ``"validation"``, ``"groups"`` or ``"gcv"``.
     coef_ : ndarray, shape (n_features, n_voxels), float32
         Weights of the standardised features.
     intercept_ : ndarray, shape (n_voxels,), float32
@@ -227,9 +230,11 @@ class RidgeBaseline:
         Y: np.ndarray,
         X_val: np.ndarray | None = None,
         Y_val: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> RidgeBaseline:
         """Fit on ``X`` (n_samples, n_features) and ``Y`` (n_samples, n_voxels); choose alpha
-        on ``(X_val, Y_val)`` when given, else by GCV. Returns self."""
+        on ``(X_val, Y_val)`` when given, else across ``groups`` (one label per sample, at
+        least 2 distinct) when given, else by GCV. Returns self."""
         alphas = np.asarray(self.alphas, dtype=np.float64).reshape(-1)
         if alphas.size == 0 or not np.all(alphas > 0):
             raise ValueError(f"alphas must be positive numbers; received {self.alphas}.")
@@ -239,17 +244,29 @@ class RidgeBaseline:
             raise ValueError(f"RidgeBaseline needs at least 3 training samples; received {n}.")
         if (X_val is None) != (Y_val is None):
             raise ValueError("pass both X_val and Y_val, or neither.")
+        if groups is not None:
+            if X_val is not None:
+                raise ValueError("pass validation data or groups, not both.")
+            groups = np.asarray(groups).reshape(-1)
+            if groups.shape != (n,) or np.unique(groups).size < 2:
+                raise ValueError(
+                    f"groups must give one label per sample ({n}) with at least 2 distinct "
+                    f"labels; received {groups.size} label(s), {np.unique(groups).size} distinct."
+                )
 
-        self.x_mean_ = X.mean(axis=0)
-        std = X.std(axis=0)
-        self.x_scale_ = np.where(std > 0, std, 1.0)
-        Z = (X - self.x_mean_) / self.x_scale_
-        U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-        keep = s > s.max() * max(Z.shape) * np.finfo(float).eps  # drop null directions
-        U, s, Vt = U[:, keep], s[keep], Vt[keep]
-
+        self.x_mean_, self.x_scale_, U, s, Vt = _standardised_svd(X)
         y_mean, Q, ss_total = _project_targets(U, Y)
-        if X_val is not None:
+        if groups is not None:
+            folds = [
+                _fold_scores(X, Y, groups != g, groups == g, alphas) for g in np.unique(groups)
+            ]
+            with np.errstate(invalid="ignore"):
+                self.scores_ = np.nanmean(np.where(np.isfinite(folds), folds, np.nan), axis=0)
+            self.selection_ = "groups"
+            if not np.isfinite(self.scores_).any():
+                raise ValueError("no group gives a finite correlation for any alpha.")
+            best = int(np.nanargmax(self.scores_))
+        elif X_val is not None:
             X_val = self._check_pair(X_val, Y_val, "X_val", "Y_val")
             if X_val.shape[1] != X.shape[1] or Y_val.shape[1] != Y.shape[1]:
                 raise ValueError(
@@ -306,6 +323,43 @@ class RidgeBaseline:
         if not np.isfinite(X).all():
             raise ValueError(f"{x_name} has NaN or inf; drop the invalid samples first.")
         return X
+
+
+def _standardised_svd(X: np.ndarray):
+    """Feature means and scales (constant features: 1) and the thin SVD ``U, s, Vt`` of the
+    standardised ``X``, without its null directions."""
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    Z = (X - mean) / scale
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    keep = s > s.max() * max(Z.shape) * np.finfo(float).eps
+    return mean, scale, U[:, keep], s[keep], Vt[keep]
+
+
+def _fold_scores(
+    X: np.ndarray, Y: np.ndarray, fit: np.ndarray, test: np.ndarray, alphas: np.ndarray
+) -> np.ndarray:
+    """Mean voxelwise r per alpha on the ``test`` rows of a ridge fitted on the ``fit`` rows
+    (boolean masks); ``Y`` is read by voxel chunks, never copied whole."""
+    mean, scale, U, s, Vt = _standardised_svd(X[fit])
+    rows_fit, rows_test = np.flatnonzero(fit), np.flatnonzero(test)
+    _, Q, _ = _project_targets(U, _Rows(Y, rows_fit))
+    A = ((X[test] - mean) / scale) @ Vt.T
+    return np.array([_mean_r(A, s / (s**2 + a), Q, _Rows(Y, rows_test)) for a in alphas])
+
+
+class _Rows:
+    """Some rows of a 2-D array, sliced by voxel chunks as ``view[:, part]`` without a copy
+    of the whole."""
+
+    def __init__(self, array, rows: np.ndarray):
+        self.array, self.rows = array, rows
+        self.shape = (rows.size, np.shape(array)[1])
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, columns = key
+        return np.asarray(self.array[self.rows[rows], columns])
 
 
 def _chunks(n_voxels: int, n_samples: int) -> list[slice]:

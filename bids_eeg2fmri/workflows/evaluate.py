@@ -71,27 +71,40 @@ def fit_baselines(runs: list[RunArrays], plan: dict) -> Baselines:
     for i in train:
         voxels |= np.asarray(nib.load(runs[i].mask).dataobj) > 0
 
-    def stack(part: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        xs, ys = [], []
+    def stack(part: dict) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+        xs, ys, who = [], [], []
         for i, chosen in part.items():
             X, valid, bands = _design(runs[i])
             chosen = np.asarray(chosen)
             chosen = chosen[valid[chosen] & runs[i].valid[chosen]]
             xs.append(X[chosen])
             ys.append(np.asarray(runs[i].targets()[..., chosen][voxels].T, np.float32))
-        return np.concatenate(xs), np.concatenate(ys), bands
+            who += [runs[i].subject] * chosen.size
+        return np.concatenate(xs), np.concatenate(ys), bands, np.asarray(who)
 
-    X, Y, bands = stack(train)
-    val = stack(plan["validation"])[:2] if plan["validation"] else (None, None)
-    ridge = RidgeBaseline().fit(X, Y, *val)
+    X, Y, bands, subjects = stack(train)
+    # the penalty is chosen for unseen participants: on the validation participants, else
+    # leaving each training participant out in turn (the end of the training runs, which
+    # stops the model's training, would choose it for unseen volumes of seen participants)
+    validation, groups = (None, None), None
+    if (plan.get("participants") or {}).get("validation"):
+        validation, how = stack(plan["validation"])[:2], "on the validation participants"
+    elif np.unique(subjects).size >= 2:
+        groups = subjects
+        how = f"leaving each of the {np.unique(subjects).size} training participants out in turn"
+    elif plan["validation"]:
+        validation, how = stack(plan["validation"])[:2], "on the validation volumes"
+    else:
+        how = "by generalised cross-validation"
+    ridge = RidgeBaseline().fit(X, Y, *validation, groups=groups)
     LOGGER.info(
         "Baselines fitted on %d training volumes: ridge on %d regressors (%s band power, "
-        "HRF-convolved), penalty %g chosen on %s",
+        "HRF-convolved), penalty %g chosen %s",
         X.shape[0],
         X.shape[1],
         "/".join(bands),
         ridge.alpha_,
-        "the validation volumes" if val[0] is not None else "generalised cross-validation",
+        how,
     )
     return Baselines(mean, ridge, voxels)
 
