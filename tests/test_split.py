@@ -70,3 +70,11 @@ def test_bad_validation_labels_are_usage_errors_before_any_step(tiny, tmp_path, 
     assert code == 2 and len(errors) == 1, errors
     assert "--validation-label and --holdout-label both name 01" in errors[0], errors[0]
     assert not out.exists()
+
+
+def test_the_trained_fixture_splits_in_time_and_the_ridge_leaves_participants_out(trained):
+    """The fixture (3 participants, 03 held out): 01 and 02 train, the end of their runs
+    validates, and the ridge's penalty is chosen by leaving 01, then 02, out."""
+    log = next((trained / "logs").glob("bids-eeg2fmri-*.log")).read_text()
+    assert "Participants: train 01, 02, validation (time split), held out 03" in log
+    assert "chosen leaving each of the 2 training participants out in turn" in log

@@ -109,6 +109,10 @@ def split_participants(
     return train, sorted(validation), held
 
 
+#: the share of each training run (its end) that stops the training when no participant validates
+VALIDATION_FRACTION = 0.1
+
+
 def time_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the first ``1 - fraction`` and the last ``fraction`` of ``n`` volumes."""
     cut = int(round(n * (1 - fraction)))

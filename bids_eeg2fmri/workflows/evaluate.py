@@ -86,12 +86,12 @@ def fit_baselines(runs: list[RunArrays], plan: dict) -> Baselines:
     # the penalty is chosen for unseen participants: on the validation participants, else
     # leaving each training participant out in turn (the end of the training runs, which
     # stops the model's training, would choose it for unseen volumes of seen participants)
-    validation, groups = (None, None), None
+    validation, groups, n_subjects = (None, None), None, np.unique(subjects).size
     if (plan.get("participants") or {}).get("validation"):
         validation, how = stack(plan["validation"])[:2], "on the validation participants"
-    elif np.unique(subjects).size >= 2:
+    elif n_subjects >= 2:
         groups = subjects
-        how = f"leaving each of the {np.unique(subjects).size} training participants out in turn"
+        how = f"leaving each of the {n_subjects} training participants out in turn"
     elif plan["validation"]:
         validation, how = stack(plan["validation"])[:2], "on the validation volumes"
     else:

@@ -18,7 +18,13 @@ import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_nifti_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
-from bids_eeg2fmri.models.data import RunArrays, load_run_arrays, split_participants, time_split
+from bids_eeg2fmri.models.data import (
+    VALIDATION_FRACTION,
+    RunArrays,
+    load_run_arrays,
+    split_participants,
+    time_split,
+)
 from bids_eeg2fmri.workflows.participant import _node_name, workflow_name
 
 LOGGER = logging.getLogger("bids_eeg2fmri")
@@ -83,7 +89,7 @@ def _assign(plan: dict, i: int, n: int, roles: tuple[str, ...]) -> None:
         return
     if "holdout" in roles:
         everything, plan["holdout"][i] = time_split(n, 0.2)
-    fit, check = time_split(everything.size, 0.1)
+    fit, check = time_split(everything.size, VALIDATION_FRACTION)
     plan["train"][i], plan["validation"][i] = everything[fit], everything[check]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bids_eeg2fmri import __version__
+from bids_eeg2fmri.models.data import VALIDATION_FRACTION
 from bids_eeg2fmri.reports.html.items import _facts, _figure_item, _note, _section, _table, _text
 from bids_eeg2fmri.reports.html.outputs import _Context
 
@@ -82,7 +83,10 @@ def _training_items(cards: list[dict], context: _Context, *, stem: str, label=No
             )
             caption = "Participants are split as wholes, so that no person is in two splits. "
             if not participants.get("validation"):
-                caption += "The last 10 % of each training run stopped the training early. "
+                caption += (
+                    f"The last {VALIDATION_FRACTION:.0%} of each training run stopped the "
+                    "training early. "
+                )
             if label is not None:
                 caption += (
                     f"sub-{label} was in the {where} split."
@@ -100,7 +104,8 @@ def _training_items(cards: list[dict], context: _Context, *, stem: str, label=No
                     context,
                     "The loss and its terms per epoch, on the training volumes (solid) "
                     "and the validation volumes (dashed: those of the validation participants, "
-                    "else the last 10 % of each training run). The dotted line marks the "
+                    f"else the last {VALIDATION_FRACTION:.0%} of each training run). The dotted "
+                    "line marks the "
                     "epoch of the lowest validation loss. A validation curve that rises "
                     "while the training curve falls is overfitting.",
                     lambda path, h=history: fig.plot_training_history(h, path=path),
