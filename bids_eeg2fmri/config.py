@@ -431,6 +431,10 @@ def _workflow_section(convert, opts) -> WorkflowSection:
         raise UsageError("--train and --model exclude each other: train a model or apply one")
     if section.train_only and not section.train:
         raise UsageError("--train-only needs --train: it stops after training")
+    for option in ("holdout_label", "validation_label"):
+        if getattr(section, option) and not section.train:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} needs --train: it splits the participants of a training")
     both = sorted(set(section.holdout_label) & set(section.validation_label))
     if both:
         raise UsageError(

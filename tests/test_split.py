@@ -69,6 +69,10 @@ def test_bad_validation_labels_are_usage_errors_before_any_step(tiny, tmp_path, 
     )
     assert code == 2 and len(errors) == 1, errors
     assert "--validation-label and --holdout-label both name 01" in errors[0], errors[0]
+    for flag in ("--validation-label", "--holdout-label"):  # ignored without --train: refused
+        code, errors = cli(tiny, out, work, capsys, flag, "01")
+        assert code == 2 and len(errors) == 1, errors
+        assert f"{flag} needs --train" in errors[0], errors[0]
     assert not out.exists()
 
 
