@@ -53,3 +53,9 @@ class UnknownAnalysisLevelError(UsageError):
     """The analysis level is not one this app offers (reserved code 17)."""
 
     exit_code = 17
+
+
+class InUseError(Eeg2FmriError):
+    """Another run holds what this one needs (sysexits TEMPFAIL: retry later)."""
+
+    exit_code = 75

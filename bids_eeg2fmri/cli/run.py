@@ -261,7 +261,10 @@ def _participant(config) -> None:
         len(selection.participants),
         ", ".join(f.name for f in selection.eeg_files),
     )
-    _preprocess(config, layout, selection)
+    from bids_eeg2fmri.workflows.locks import hold_participants
+
+    with hold_participants(work, selection.participants):  # one run per participant and -w
+        _preprocess(config, layout, selection)
 
 
 def _preprocess(config, layout, selection) -> None:
