@@ -222,6 +222,9 @@ def _without_model_views(out: Path) -> None:
         ("no model", ["--classify", "group", "--classify-views", "synth"], 66,
          "--classify-views synth: no participant has it"),
         (None, ["--classify", "group", "--classify-views", "latnet"], 2, "did you mean 'latent'"),
+        ("latin-1", ["--classify", "group"], 65, "participants.tsv: not UTF-8 text (byte"),
+        ("ragged", ["--classify", "group"], 65, "participants.tsv: line 3 has 3 column(s), "
+         "the header 2"),
     ],
 )  # fmt: skip
 def test_bad_classification_requests(groups_dataset, applied, tmp_path, capsys, change, extra,
@@ -235,6 +238,17 @@ def test_bad_classification_requests(groups_dataset, applied, tmp_path, capsys, 
         table.to_csv(bids / "participants.tsv", sep="\t", index=False)
     elif change == "no model":
         _without_model_views(out)
+    elif change in ("latin-1", "ragged"):  # broken files: refused naming the file and line
+        bids = Path(shutil.copytree(groups_dataset, tmp_path / "ds", symlinks=True))
+        lines = (bids / "participants.tsv").read_text().splitlines()
+        if change == "ragged":
+            lines[2] += "\textra"
+        else:
+            lines[1] += "\u00e9"
+        data = "\n".join(lines) + "\n"
+        (bids / "participants.tsv").write_bytes(
+            data.encode(change if change != "ragged" else "utf-8")
+        )
     result, errors = _group(bids, out, capsys, *extra, "--permutations", "0")
     assert result == code and len(errors) == 1 and words in errors[0], errors
     assert not (out / "group_desc-classify_metrics.tsv").exists()

@@ -134,6 +134,12 @@ def test_bad_electrodes_tables_name_the_file(tmp_path):
     tsv.write_text("label\tx\ty\n")
     with pytest.raises(pos_mod.PositionError, match="columns name, x, y, z expected"):
         pos_mod.read_electrodes(tsv, coords)
+    tsv.write_bytes("name\tx\ty\tz\nC\u00f63\t1\t2\t3\n".encode("latin-1"))
+    with pytest.raises(pos_mod.PositionError, match=r"electrodes.tsv: not UTF-8 text \(byte 12\)"):
+        pos_mod.read_electrodes(tsv, coords)
+    tsv.write_text("name\tx\ty\tz\nA\t1\t2\n")
+    with pytest.raises(pos_mod.PositionError, match="line 2 has 3 column.s., the header 4"):
+        pos_mod.read_electrodes(tsv, coords)
     coords.write_text(json.dumps({"EEGCoordinateUnits": "inch"}))
     tsv.write_text("name\tx\ty\tz\n" + "".join(f"E{i}\t{i}\t1\t2\n" for i in range(5)))
     with pytest.raises(pos_mod.PositionError, match="coordsystem.json: EEGCoordinateUnits 'inch'"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_tsv_atomic
+from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
 from bids_eeg2fmri.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
@@ -29,27 +29,13 @@ def read_event_markers(path: Path, *, warn: bool = True) -> tuple[list[str], np.
         onset that is neither a number nor ``n/a`` (the file and the line are named).
     """
     descriptions, onsets, n_missing = [], [], 0
-    try:
-        text_ = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {err.start}) (a tab-separated table)"
-        ) from None
-    rows = csv.reader(text_.splitlines(), delimiter="\t")
-    header = next(rows, [])
+    header, rows = read_tsv_rows(Path(path))
     if "onset" not in header:
         raise DataError(
             f"{path}: no onset column (header: {', '.join(header)}) "
             "(a tab-separated table whose first column is onset)"
         )
-    for line, values in enumerate(rows, start=2):
-        if not values:
-            continue
-        if len(values) != len(header):
-            raise DataError(
-                f"{path}: line {line} has {len(values)} column(s), the header {len(header)} "
-                "(one tab-separated value per column, n/a when unknown)"
-            )
+    for line, values in rows:
         row = dict(zip(header, values, strict=True))
         text = (row.get("onset") or "").strip()
         if text == "n/a":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
 from bids_eeg2fmri.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
@@ -77,18 +78,7 @@ def read_scans_tsv(path: Path) -> dict[str, datetime.datetime | None]:
         listed twice, or an ``acq_time`` that is not a date-time.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {err.start}) (a tab-separated table)"
-        ) from None
-    except OSError as err:
-        raise DataError(
-            f"{path}: cannot be read ({err.strerror or err}) (a readable file)"
-        ) from None
-    lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    header = [h.strip() for h in lines[0][1].split("\t")] if lines else []
+    header, rows = read_tsv_rows(path)
     if "filename" not in header:
         raise DataError(
             f"{path}: no filename column (header: {', '.join(header) or 'none'}) "
@@ -98,13 +88,7 @@ def read_scans_tsv(path: Path) -> dict[str, datetime.datetime | None]:
     i_time = header.index("acq_time") if "acq_time" in header else None
     times: dict[str, datetime.datetime | None] = {}
     found: dict[str, int] = {}
-    for number, line in lines[1:]:
-        row = line.split("\t")
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}: line {number} has {len(row)} column(s), the header {len(header)} "
-                "(one tab-separated value per column, n/a when unknown)"
-            )
+    for number, row in rows:
         name = row[i_file].strip()
         if name in found:
             raise DataError(

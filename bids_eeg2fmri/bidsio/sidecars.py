@@ -312,6 +312,38 @@ def resolve_tr(
     return float(sidecar_tr)
 
 
+# ----------------------------------------------------------------------------- TSV
+def read_tsv_rows(
+    path: Path, *, error: type[Exception] = DataError
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the (line number, values) rows of a tab-separated table; blank lines
+    are skipped, a UTF-8 byte-order mark is allowed.
+
+    Raises
+    ------
+    error
+        (one line naming the file) Unreadable, not UTF-8, or a row whose number of values
+        is not the header's.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}) (a tab-separated table)") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err}) (a readable file)") from None
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    parsed = [(i, next(csv.reader([line], delimiter="\t"))) for i, line in lines]
+    header = [h.strip() for h in parsed[0][1]] if parsed else []
+    for number, row in parsed[1:]:
+        if len(row) != len(header):
+            raise error(
+                f"{path}: line {number} has {len(row)} column(s), the header {len(header)} "
+                "(one tab-separated value per column, n/a when unknown)"
+            )
+    return header, parsed[1:]
+
+
 # ----------------------------------------------------------------------------- channels.tsv
 def read_channel_rows(path: Path) -> list[tuple[str, str]]:
     """(name, type) of each row of a ``_channels.tsv``, read as ``signals.eeg`` reads it

@@ -14,7 +14,6 @@ Functions here work on names and arrays; files are read by :func:`read_electrode
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
@@ -188,17 +187,16 @@ def read_electrodes(path: Path, coordsystem: Path | None = None) -> Positions:
         The table lacks name/x/y/z columns, holds non-numbers, or places fewer than 4
         electrodes.
     """
+    from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+
     path = Path(path)
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))
-    header = [h.strip().lower() for h in rows[0]] if rows else []
+    header, rows = read_tsv_rows(path, error=PositionError)
+    header = [h.lower() for h in header]
     if not {"name", "x", "y", "z"} <= set(header):
         raise PositionError(f"{path}: columns name, x, y, z expected (found {', '.join(header)})")
     cols = [header.index(k) for k in ("name", "x", "y", "z")]
     xyz: dict[str, np.ndarray] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) <= max(cols):
-            raise PositionError(f"{path}: line {line} has {len(row)} of {len(header)} columns")
+    for line, row in rows:
         name, *coords = (row[c].strip() for c in cols)
         if any(c.lower() == "n/a" for c in coords):
             continue

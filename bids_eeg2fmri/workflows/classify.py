@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
+from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
 from bids_eeg2fmri.errors import DataError, NoInputError, UsageError
 from bids_eeg2fmri.evaluation import classify as clf
 from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, VIEWS
@@ -73,7 +74,8 @@ def read_target(bids_dir: Path, column: str, positive: str | None) -> Target:
     path = Path(bids_dir) / "participants.tsv"
     if not path.is_file():
         raise NoInputError(f"{path}: missing (--classify needs the participants' labels)")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    header, rows = read_tsv_rows(path)
+    table = pd.DataFrame([row for _, row in rows], columns=header, dtype=str)
     if "participant_id" not in table or column not in table:
         missing = "participant_id" if "participant_id" not in table else column
         raise UsageError(
