@@ -406,3 +406,45 @@ def test_eeg_sidecar_values(tmp_path, caplog):
     (tmp_path / "task-rest_eeg.json").write_text(json.dumps({"EEGChannelCount": -1}))
     with pytest.raises(DataError, match=r"task-rest_eeg.json: EEGChannelCount is -1 \(an int"):
         sidecars.check_eeg_sidecar(eeg, tmp_path)
+
+
+# ----------------------------------------------------------------------------- fuzzed defects
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.unlink()  # never through a link into the shared fixture
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+@pytest.mark.parametrize("key", ["Name", "BIDSVersion"])
+def test_a_description_without_its_required_keys_is_invalid_bids(ds, tmp_path, capsys, key):
+    path = ds / "dataset_description.json"
+    meta = json.loads(path.read_text())
+    path.unlink()
+    path.write_text(json.dumps({k: v for k, v in meta.items() if k != key}))
+    assert_refused(ds, tmp_path, capsys, 16, f"{path}: no {key} (REQUIRED")
+    assert not (tmp_path / "out").exists()  # refused before anything is created
+
+
+def test_eeg_misread_by_its_header_disagrees_with_its_recording_duration(ds, tmp_path, capsys):
+    """Float samples declared INT_16 read as twice as many samples of noise: the sidecar's
+    RecordingDuration (75 s) gives it away, and the run is refused before any step."""
+    _replace(ds / f"{EEG}.vhdr", "BinaryFormat=IEEE_FLOAT_32", "BinaryFormat=INT_16")
+    assert_refused(
+        ds,
+        tmp_path,
+        capsys,
+        65,
+        "sub-01_task-rest_eeg.vhdr: holds 150.0 s of data (37500 samples at 250 Hz) but "
+        f"RecordingDuration in {ds / EEG}.json is 74.996 s: does the header describe",
+    )
+
+
+def test_a_complex_bold_run_is_refused(ds, tmp_path, capsys):
+    img = nib.load(ds / BOLD)
+    data = np.asarray(img.dataobj).astype(np.complex64)
+    (ds / BOLD).unlink()
+    nib.Nifti1Image(data, img.affine).to_filename(ds / BOLD)
+    code, errors = run(ds, tmp_path, capsys)
+    assert code == 65 and len(errors) == 1, errors
+    assert "sub-01_task-rest_bold.nii.gz: BOLD of data type complex64 (a real-valued" in errors[0]

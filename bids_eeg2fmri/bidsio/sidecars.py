@@ -435,11 +435,36 @@ def _assumed(name: str, kind: str) -> str:
 
 
 # ----------------------------------------------------------------------------- per run
-def check_eeg_sidecar(eeg: Path, bids_dir: Path, *, sfreq: float | None = None) -> dict:
+#: a RecordingDuration further than this share (and 2 s) from the data's: the data are misread
+DURATION_TOLERANCE = 0.1
+
+
+def check_eeg_sidecar(
+    eeg: Path, bids_dir: Path, *, sfreq: float | None = None, n_times: int | None = None
+) -> dict:
     """The typed values of :data:`EEG_RULES` an EEG recording's sidecars hold; a
-    SamplingFrequency other than the recording's is a warning (the recording's is used)."""
+    SamplingFrequency other than the recording's is a warning (the recording's is used).
+
+    Raises
+    ------
+    DataError
+        The recording holds ``n_times`` samples at ``sfreq`` whose duration differs from
+        RecordingDuration by more than :data:`DURATION_TOLERANCE` of it and 2 s: the header
+        does not describe the data file (binary format, channel count, orientation), or
+        the sidecar is wrong; either way the samples cannot be trusted.
+    """
     values, origin = merged_sidecars(eeg, bids_dir)
     typed = typed_values(values, origin, EEG_RULES)
+    stated_s = typed.get("RecordingDuration")
+    if sfreq and n_times and stated_s:
+        held = n_times / sfreq
+        if abs(held - stated_s) > max(2.0, DURATION_TOLERANCE * stated_s):
+            raise DataError(
+                f"{Path(eeg).name}: holds {held:.1f} s of data ({n_times} samples at {sfreq:g} "
+                f"Hz) but RecordingDuration in {origin['RecordingDuration']} is {stated_s:g} s: "
+                "does the header describe the data file (its binary format, channel count and "
+                "orientation)? (the two must agree)"
+            )
     stated = typed.get("SamplingFrequency")
     if sfreq and stated and abs(stated - sfreq) > 1e-6 * sfreq:
         LOGGER.warning(
@@ -478,7 +503,8 @@ def check_run_inputs(pairs: Sequence, bids_dir: Path, *, dummy_scans: int = 0) -
         except EEGError:
             raw = None  # the run's steps say why (and the run fails there)
         sfreq = raw.info["sfreq"] if raw is not None and raw_eeg else None
-        check_eeg_sidecar(pair.eeg, bids_dir, sfreq=sfreq)
+        n_times = raw.n_times if raw is not None and raw_eeg else None
+        check_eeg_sidecar(pair.eeg, bids_dir, sfreq=sfreq, n_times=n_times)
         if pair.channels_tsv is not None:
             if raw is not None and raw_eeg:
                 check_channels(

@@ -136,7 +136,13 @@ def check_locations(config) -> None:
         )
     from bids_eeg2fmri.bidsio.sidecars import read_json_object
 
-    read_json_object(bids_dir / "dataset_description.json", error=BIDSValidationError)
+    description = read_json_object(bids_dir / "dataset_description.json", error=BIDSValidationError)
+    missing = [key for key in ("Name", "BIDSVersion") if key not in description]
+    if missing:  # REQUIRED by BIDS, and pybids stops without them
+        raise BIDSValidationError(
+            f"{bids_dir / 'dataset_description.json'}: no {' and no '.join(missing)} "
+            '(REQUIRED: e.g. "Name": "My study", "BIDSVersion": "1.10.0")'
+        )
     root = bids_dir.resolve()
     suggestion = root / "derivatives" / "bids-eeg2fmri"
     output = config.run.output_dir.resolve()

@@ -16,6 +16,16 @@ class BoldError(DataError, ValueError):
     """The BOLD run cannot be used (the message names the problem)."""
 
 
+def check_bold_dtype(dtype: np.dtype, *, name: str) -> None:
+    """BOLD values must be real numbers: complex (magnitude and phase) or structured (RGB)
+    images would lose a part silently when read as floats."""
+    if np.dtype(dtype).kind not in "biuf":
+        raise BoldError(
+            f"{name}: BOLD of data type {np.dtype(dtype)} (a real-valued image expected: "
+            "the magnitude of a complex acquisition)"
+        )
+
+
 def check_bold(data: np.ndarray, *, name: str) -> None:
     """A BOLD run must be 4-D with at least two volumes, finite values, and not be flat
     (every voxel constant over time: nothing to learn or to evaluate against)."""

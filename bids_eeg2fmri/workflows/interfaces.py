@@ -394,7 +394,10 @@ class PrepareBold(SimpleInterface):
         name = Path(inputs.bold_file).name
         try:
             img = nib.load(inputs.bold_file)
+            bold_mod.check_bold_dtype(img.get_data_dtype(), name=name)
             data = np.asarray(img.dataobj, dtype=np.float32)
+        except bold_mod.BoldError:
+            raise
         except Exception as err:  # noqa: BLE001 - nibabel raises many types
             reason = (str(err).splitlines() or [type(err).__name__])[0].removesuffix(" from ")
             raise bold_mod.BoldError(
