@@ -237,6 +237,23 @@ def test_a_few_flat_channels_are_interpolated_with_a_warning(bids, tmp_path, cap
     assert warning in (tmp_path / "out" / "sub-01.html").read_text()
 
 
+def test_a_channel_not_recorded_in_volts_is_interpolated_with_a_warning(bids, tmp_path, capsys):
+    """A unit MNE does not know (a typo in the header) makes the channel misc without a
+    unit; channels.tsv still types it EEG, and its amplitude would be off by 1e6."""
+    vhdr = bids / EEG_DIR / f"{RUN}_eeg.vhdr"
+    text = vhdr.read_text(encoding="utf-8")
+    assert "Ch1=Fp1,,0.1,µV" in text
+    vhdr.write_text(text.replace("Ch1=Fp1,,0.1,µV", "Ch1=Fp1,,0.1,µW"), encoding="utf-8")
+    code, errors, log = _run(bids, tmp_path, capsys)
+    assert (code, errors) == (0, [])
+    warning = (
+        f"{RUN}_eeg.vhdr: 1 of 8 EEG channels are not recorded in volts (Fp1: unit 'µW'): "
+        "treated as missing"
+    )
+    assert f"WARNING | {bids / EEG_DIR}/{warning}" in log
+    assert "interpolated missing channel(s) Fp1" in log
+
+
 # --------------------------------------------------------------------------- EDF, BDF, EEGLAB
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, bytes]:

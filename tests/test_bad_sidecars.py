@@ -440,6 +440,21 @@ def test_eeg_misread_by_its_header_disagrees_with_its_recording_duration(ds, tmp
     )
 
 
+def test_eeg_shorter_than_its_recording_duration_is_used_with_a_warning(ds, tmp_path, capsys):
+    """Fewer samples than the sidecar says: a truncated file, used as it is (the steps check
+    that it still covers the BOLD run; here it does)."""
+    json_path = ds / f"{EEG}.json"
+    meta = json.loads(json_path.read_text())
+    json_path.unlink()
+    json_path.write_text(json.dumps({**meta, "RecordingDuration": 150.0}))
+    code, errors = run(ds, tmp_path, capsys)
+    assert (code, errors) == (0, [])
+    assert (
+        "sub-01_task-rest_eeg.vhdr: holds 75.0 s of data (18750 samples at 250 Hz) but "
+        f"RecordingDuration in {json_path} is 150 s: a truncated data file? (used as it is)"
+    ) in log_text(tmp_path)
+
+
 def test_a_complex_bold_run_is_refused(ds, tmp_path, capsys):
     img = nib.load(ds / BOLD)
     data = np.asarray(img.dataobj).astype(np.complex64)

@@ -448,23 +448,29 @@ def check_eeg_sidecar(
     Raises
     ------
     DataError
-        The recording holds ``n_times`` samples at ``sfreq`` whose duration differs from
-        RecordingDuration by more than :data:`DURATION_TOLERANCE` of it and 2 s: the header
-        does not describe the data file (binary format, channel count, orientation), or
-        the sidecar is wrong; either way the samples cannot be trusted.
+        The recording's ``n_times`` samples at ``sfreq`` last longer than RecordingDuration
+        by more than :data:`DURATION_TOLERANCE` of it and 2 s: the header does not describe
+        the data file (binary format, channel count, orientation), or the sidecar is wrong;
+        either way the samples cannot be trusted. As much shorter is a warning (a
+        truncated file; the run's steps check what it still covers).
     """
     values, origin = merged_sidecars(eeg, bids_dir)
     typed = typed_values(values, origin, EEG_RULES)
     stated_s = typed.get("RecordingDuration")
     if sfreq and n_times and stated_s:
         held = n_times / sfreq
-        if abs(held - stated_s) > max(2.0, DURATION_TOLERANCE * stated_s):
+        held_text = (
+            f"{Path(eeg).name}: holds {held:.1f} s of data ({n_times} samples at {sfreq:g} Hz) "
+            f"but RecordingDuration in {origin['RecordingDuration']} is {stated_s:g} s"
+        )
+        margin = max(2.0, DURATION_TOLERANCE * stated_s)
+        if held > stated_s + margin:  # more samples than recorded: read with the wrong layout
             raise DataError(
-                f"{Path(eeg).name}: holds {held:.1f} s of data ({n_times} samples at {sfreq:g} "
-                f"Hz) but RecordingDuration in {origin['RecordingDuration']} is {stated_s:g} s: "
-                "does the header describe the data file (its binary format, channel count and "
-                "orientation)? (the two must agree)"
+                f"{held_text}: does the header describe the data file (its binary format, "
+                "channel count and orientation)? (the two must agree)"
             )
+        if held < stated_s - margin:
+            LOGGER.warning("%s: a truncated data file? (used as it is)", held_text)
     stated = typed.get("SamplingFrequency")
     if sfreq and stated and abs(stated - sfreq) > 1e-6 * sfreq:
         LOGGER.warning(

@@ -182,6 +182,22 @@ def named_non_eeg(ch_names: Sequence[str], tsv_types) -> list[str]:
     return [n for n in ch_names if tsv_types.get(n) == "EEG" and NON_EEG_NAME.match(n)]
 
 
+def non_voltage_channels(raw, names: Sequence[str]) -> dict[str, str]:
+    """The channels among ``names`` whose samples are not in volts, with the unit their
+    file gives (MNE reads a BrainVision channel whose unit is not a voltage, e.g. a typo, as
+    ``misc`` without a unit; ``_channels.tsv`` may still type it EEG): their amplitude is
+    not comparable with the other channels'."""
+    from mne.io.constants import FIFF
+
+    units = getattr(raw, "_orig_units", None) or {}
+    wanted = set(names)
+    return {
+        ch["ch_name"]: str(units.get(ch["ch_name"]) or "none")
+        for ch in raw.info["chs"]
+        if ch["ch_name"] in wanted and ch["unit"] != FIFF.FIFF_UNIT_V
+    }
+
+
 #: Longest stretch (s) of a recording the flatness check reads, from its middle.
 FLAT_CHECK_SECONDS = 120.0
 #: Standard deviation (V) below which a channel is flat.

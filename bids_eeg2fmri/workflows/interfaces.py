@@ -48,6 +48,21 @@ def _positions(inputs):
     return recording, model
 
 
+def _left_out(names: list[str], dropped: list[str], where, what: str, shown=None) -> list[str]:
+    """``names`` without ``dropped``, with a warning that they are treated as missing."""
+    if dropped:
+        LOGGER.warning(
+            "%s: %d of %d EEG channels %s (%s): treated as missing channels, left out of the "
+            "features (the model's among them are interpolated)",
+            where,
+            len(dropped),
+            len(names),
+            what,
+            ", ".join(shown or dropped),
+        )
+    return [n for n in names if n not in dropped]
+
+
 def _log_mapping(mapping, name: str, n_model: int) -> list[str]:
     """Warn of the interpolated model channels (how many, from what, from how far)."""
     if mapping is None:
@@ -286,28 +301,13 @@ class EEGFeatures(SimpleInterface):
         source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
         if isdefined(inputs.channels_tsv):
             bad = set(eeg_mod.bad_channels(inputs.channels_tsv))
-            if bad & set(names):
-                LOGGER.warning(
-                    "%s: %d of %d EEG channels have status bad (%s): treated as missing "
-                    "channels, left out of the features (the model's among them are "
-                    "interpolated)",
-                    inputs.channels_tsv,
-                    len(bad & set(names)),
-                    len(names),
-                    ", ".join(n for n in names if n in bad),
-                )
-                names = [n for n in names if n not in bad]
+            dropped = [n for n in names if n in bad]
+            names = _left_out(names, dropped, inputs.channels_tsv, "have status bad")
+        unitless = eeg_mod.non_voltage_channels(raw, names)
+        shown = [f"{n}: unit {u!r}" for n, u in unitless.items()]
+        names = _left_out(names, list(unitless), source, "are not recorded in volts", shown)
         flat = eeg_mod.flat_channels(raw, names, label=str(source))  # the error names it
-        if flat:
-            LOGGER.warning(
-                "%s: %d of %d EEG channels are flat (%s): treated as missing channels, "
-                "left out of the features (the model's among them are interpolated)",
-                source,
-                len(flat),
-                len(names),
-                ", ".join(flat),
-            )
-            names = [n for n in names if n not in flat]
+        names = _left_out(names, flat, source, "are flat")
         try:
             positions, model_positions = _positions(inputs)
             data, mapping = eeg_mod.model_channel_data(
