@@ -116,6 +116,46 @@ def test_the_group_level_gathers_every_participant(full):
     assert {r["n_volumes"] for r in held} == {str(len(model))}
     group_model = next(r for r in held if r["method"] == "model")
     assert float(group_model["rmse_mask"]) == pytest.approx(np.mean(model), rel=1e-4)
+    assert {r["in_training"] for r in rows} == {"true", "false"}  # as the run tables write it
+
+
+@pytest.mark.parametrize(
+    ("breaker", "message"),
+    [
+        (
+            lambda text: b"\x98\x00" + text.encode(),
+            "sub-01_task-rest_desc-synth_metrics.tsv: not UTF-8",
+        ),
+        (
+            lambda text: text.splitlines()[0] + "\n",
+            "sub-01_task-rest_desc-synth_metrics.tsv: no rows",
+        ),
+        (
+            lambda text: text.replace("\tfalse\t", "\tfalse\tbroken\t", 1).replace(
+                "\ttrue\t", "\ttrue\tbroken\t", 1
+            ),
+            "line 2 has",
+        ),
+        (
+            lambda text: "\n".join(
+                [text.splitlines()[0], text.splitlines()[1].rsplit("\t", 1)[0] + "\tabc"]
+                + text.splitlines()[2:]
+            ),
+            ", line 2: 'abc' (a number or n/a)",
+        ),
+    ],
+    ids=["not-utf8", "no-rows", "ragged", "text-value"],
+)
+def test_a_broken_run_table_stops_the_group_level_naming_it(
+    dataset, full, tmp_path, capsys, breaker, message
+):
+    out = Path(shutil.copytree(full, tmp_path / "out"))
+    table = out / "sub-01/func/sub-01_task-rest_desc-synth_metrics.tsv"
+    broken = breaker(table.read_text())
+    table.unlink()
+    (table.write_bytes if isinstance(broken, bytes) else table.write_text)(broken)
+    code, errors = run_cli([dataset, out, "group", "-w", tmp_path / "w"], capsys)
+    assert code == 65 and len(errors) == 1 and message in errors[0], errors
 
 
 def test_reports_link_only_existing_figures(full):

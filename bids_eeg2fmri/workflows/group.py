@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
+from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
 from bids_eeg2fmri.evaluation import tables
 
 LOGGER = logging.getLogger("bids_eeg2fmri")
@@ -34,10 +35,7 @@ def gather_metrics(paths: list[Path]):
 
     frames = []
     for path in paths:
-        table = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
-        missing = set(tables.COLUMNS) - set(table.columns)
-        if missing:
-            raise ValueError(f"{path}: not a metrics table (no column {sorted(missing)[0]})")
+        table = _read_metrics(path)
         run = path.name.removesuffix("_desc-synth_metrics.tsv")
         for method, rows in table.groupby("method", sort=False):
             held = rows["split"] == "holdout"
@@ -58,6 +56,40 @@ def gather_metrics(paths: list[Path]):
                 row[column] = float(rows[column].iloc[0])
             frames.append(row)
     return pd.DataFrame(frames)
+
+
+def _read_metrics(path: Path):
+    """A run's metrics table, its numeric columns as numbers (n/a: NaN).
+
+    Raises
+    ------
+    DataError
+        Not UTF-8, or a row of another length than the header (the file named).
+    ValueError
+        A missing column, no rows, or a value that is neither a number nor n/a (the file,
+        column and line named).
+    """
+    import numpy as np
+    import pandas as pd
+
+    header, rows = read_tsv_rows(path)
+    table = pd.DataFrame([row for _, row in rows], columns=header, dtype=str)
+    missing = set(tables.COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: not a metrics table (no column {sorted(missing)[0]})")
+    if table.empty:
+        raise ValueError(f"{path}: no rows (one per volume and method expected)")
+    for column in (*tables.VOLUME_COLUMNS, *tables.RUN_COLUMNS):
+        text = table[column].str.strip()
+        values = pd.to_numeric(text.where(text != "n/a"), errors="coerce")
+        bad = np.flatnonzero(values.isna() & (text != "n/a"))
+        if bad.size:
+            raise ValueError(
+                f"{path}: column {column}, line {rows[bad[0]][0]}: {text.iloc[bad[0]]!r} "
+                "(a number or n/a)"
+            )
+        table[column] = values
+    return table
 
 
 GROUP_COLUMNS = {
