@@ -82,3 +82,29 @@ def test_the_trained_fixture_splits_in_time_and_the_ridge_leaves_participants_ou
     log = next((trained / "logs").glob("bids-eeg2fmri-*.log")).read_text()
     assert "Participants: train 01, 02, validation (time split), held out 03" in log
     assert "chosen leaving each of the 2 training participants out in turn" in log
+
+
+def test_eeg_only_runs_in_a_training_selection_are_synthesized_not_trained_on(
+    dataset, tmp_path, capsys
+):
+    """A mixed selection (sub-03 recorded outside the scanner): the model trains on the runs
+    with BOLD and synthesizes the EEG-only run too (it had crashed reading a BOLD it lacks)."""
+    import json
+    import shutil
+
+    from conftest import TRAIN
+
+    ds = Path(shutil.copytree(dataset, tmp_path / "ds", symlinks=True))
+    shutil.rmtree(ds / "sub-03" / "func")
+    (ds / "sub-03" / "sub-03_scans.tsv").unlink()
+    out = tmp_path / "out"
+    code, errors = cli(ds, out, tmp_path / "work", capsys, *TRAIN, "--lrp-volumes", "0")
+    assert (code, errors) == (0, [])
+    card = json.loads((out / "models" / "compact.json").read_text())
+    assert card["training"]["participants"] == {
+        "train": ["01"],
+        "validation": [],
+        "holdout": ["02"],
+    }
+    assert (out / "sub-03/func/sub-03_task-rest_desc-synth_bold.nii.gz").exists()
+    assert not (out / "sub-03/func/sub-03_task-rest_desc-synth_metrics.tsv").exists()

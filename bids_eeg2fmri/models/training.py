@@ -36,8 +36,9 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    inputs = [r.inputs() for r in runs]
-    targets = [r.targets() for r in runs]
+    used = sorted({int(i) for i in pairs[:, 0]})  # EEG-only runs have no target to read
+    inputs = {i: runs[i].inputs() for i in used}
+    targets = {i: runs[i].targets() for i in used}
     eeg_shape = inputs[pairs[0, 0]].shape[1:]
     grid = targets[pairs[0, 0]].shape[:3]
     epoch = {"n": 0}
