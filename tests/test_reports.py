@@ -540,3 +540,15 @@ def test_onset_axes_never_zoom_in_below_one_sample(tmp_path, monkeypatch):
     table = _volumes(3.0 + TR * np.arange(N_VOLUMES), "marker", ())
     assert _sampling_rate(table) == pytest.approx(250.0, rel=1e-3)
     assert _sampling_rate(table.drop(columns="sample")) is None
+
+
+def test_a_run_with_seen_and_unseen_volumes_reports_the_unseen_ones():
+    """One participant split in time: its run's table mixes training and held-out volumes
+    (pandas gives read-only arrays: the selection must not be changed in place)."""
+    from bids_eeg2fmri.reports.html.metrics import _run_metrics_rows
+
+    table = _metrics(np.random.default_rng(3), "sub-01_task-rest", "train")
+    table.loc[table["volume"] >= N_VOLUMES - 2, ["split", "in_training"]] = ["holdout", "false"]
+    rows, _, basis = _run_metrics_rows(table)
+    assert basis == "the volumes never seen in training"
+    assert [row[:2] for row in rows] == [["model", "2"], ["ridge", "2"], ["mean-volume", "2"]]

@@ -47,7 +47,7 @@ def _run_metrics_rows(table) -> tuple[list[list[str]], list[str], str]:
     for method in order_methods(table["method"]):
         chosen = np.asarray(table["method"] == method)
         if mixed:
-            chosen &= unseen
+            chosen = chosen & unseen
         sub = table[chosen] if chosen.any() else table[np.asarray(table["method"] == method)]
         row = [method, str(len(sub))]
         for column, _ in TABLE_METRICS:
