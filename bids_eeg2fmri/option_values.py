@@ -76,12 +76,21 @@ def parse_regex(value: Any) -> str:
     return str(value)
 
 
+#: Voxels per axis of a model grid: fewer leave no brain to mask (nilearn's EPI mask needs
+#: a histogram), more than 256 is finer than 1 mm over a whole head (and terabytes of BOLD).
+GRID_RANGE = (8, 256)
+
+
 def parse_grid(value: Any) -> tuple[int, int, int]:
-    """Three positive voxel counts."""
+    """Three voxel counts within :data:`GRID_RANGE`."""
     values = value.split() if isinstance(value, str) else list(value)
     if len(values) != 3:
         raise ValueError(f"expected three sizes (x y z), got {value!r}")
-    return tuple(parse_positive_int(v) for v in values)
+    sizes = tuple(parse_positive_int(v) for v in values)
+    low, high = GRID_RANGE
+    if not all(low <= n <= high for n in sizes):
+        raise ValueError(f"each size between {low} and {high} voxels expected, got {sizes}")
+    return sizes
 
 
 def parse_channels(value: Any) -> tuple[str, ...]:

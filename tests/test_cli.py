@@ -187,6 +187,8 @@ def test_bad_filter_or_config_file(sim_dataset, tmp_path, capsys, flag, content,
         (["--seed", "-1"], 2, "--seed"),
         (["--participant-label"], 2, "expected at least one argument"),
         (["--no-such-flag"], 2, "unrecognized arguments"),
+        (["--model-grid", "1", "1", "1"], 2, "each size between 8 and 256 voxels expected"),
+        (["--model-grid", "4000", "64", "30"], 2, "each size between 8 and 256 voxels"),
     ],
 )
 def test_bad_option_values(sim_dataset, tmp_path, capsys, args, code, fragment):
