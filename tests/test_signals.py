@@ -177,6 +177,17 @@ def test_model_grid_round_trip_keeps_smooth_images():
     assert np.array_equal(same, data.astype(np.float32))
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_mask_is_resampled_as_fractions_without_a_warning():
+    mask = np.zeros((20, 22, 12), np.float32)
+    mask[5:15, 5:17, 3:9] = 1.0
+    affine = np.diag([3.5, 3.5, 4.5, 1.0])
+    target = bold_mod.model_grid_affine(affine, mask.shape, (16, 16, 10))
+    fractions = bold_mod.resample(mask, affine, target, (16, 16, 10))
+    assert fractions.min() >= -1e-6 and fractions.max() <= 1 + 1e-6
+    assert 0 < np.mean((fractions > 0) & (fractions < 1))  # edges fall between voxels
+
+
 def test_normalisation_round_trip():
     rng = np.random.default_rng(4)
     data = (1000 + 10 * rng.standard_normal((6, 7, 5, 30))).astype(np.float32)

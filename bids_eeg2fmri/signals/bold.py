@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -83,14 +84,18 @@ def resample(data: np.ndarray, affine: np.ndarray, target_affine, target_shape) 
     from nilearn.image import resample_img
 
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
-    out = resample_img(
-        img,
-        target_affine=target_affine,
-        target_shape=tuple(target_shape),
-        interpolation="continuous",
-        force_resample=True,
-        copy_header=True,
-    )
+    # a mask is resampled as fractions on purpose (the caller thresholds them): nilearn's
+    # warning about binary images would print on every run whose grid is not the model's
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Resampling binary images", UserWarning)
+        out = resample_img(
+            img,
+            target_affine=target_affine,
+            target_shape=tuple(target_shape),
+            interpolation="continuous",
+            force_resample=True,
+            copy_header=True,
+        )
     return np.asarray(out.get_fdata(dtype=np.float32))
 
 
