@@ -222,3 +222,14 @@ def test_an_ansi_marker_file_is_read_from_a_utf8_copy(tmp_path, caplog):
         f"{tmp_path}/x_eeg.vmrk: not UTF-8 text, which MNE needs: read from a UTF-8 copy "
         "(decoded as cp1252)"
     ]
+
+
+def test_max_freq_above_nyquist_is_a_warning_naming_where_spectra_stop(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, errors = cli(tiny, out, tmp_path / "work", capsys, "--max-freq", "500")
+    assert (code, errors) == (0, [])
+    log = next((out / "logs").glob("bids-eeg2fmri-*.log")).read_text()
+    assert (
+        "sub-01_task-rest_eeg.vhdr: --max-freq 500 Hz is above the EEG's Nyquist frequency "
+        "(125 Hz): its spectra stop at 124.5 Hz" in log
+    )

@@ -330,6 +330,15 @@ class EEGFeatures(SimpleInterface):
             data = mne.filter.filter_data(data, sfreq, l_freq, h_freq, verbose="error")
         bins = feat.frequency_bins(tr, sfreq, inputs.max_freq)
         n_samples = feat.window_samples(tr, sfreq)
+        if inputs.max_freq > sfreq / 2:
+            LOGGER.warning(
+                "%s: --max-freq %g Hz is above the EEG's Nyquist frequency (%g Hz): its "
+                "spectra stop at %.4g Hz",
+                Path(source).name,
+                inputs.max_freq,
+                sfreq / 2,
+                bins[-1] * sfreq / n_samples if bins.size else 0.0,
+            )
         ends = feat.window_ends(timing["onsets"], tr=tr, n_windows=inputs.n_windows)
         psd = feat.window_spectra(data, sfreq, ends, n_samples=n_samples, bins=bins)
         features = feat.standardize(psd)
