@@ -1,5 +1,7 @@
 """The classification protocol and the views, on arrays (evaluation/classify.py, views.py)."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -181,3 +183,24 @@ def test_block_features_go_back_onto_every_voxel_of_their_block():
     assert maps.sum() == 8 * 1 + 2 * 2 + 2 * 3  # nothing else is set
     with pytest.raises(ValueError, match="'alpha' is not a synth block feature"):
         block_maps(["alpha"], np.array([1.0]), shape, block)
+
+
+def test_broken_views_tables_are_refused_naming_the_file(tmp_path):
+    from bids_eeg2fmri.workflows.views import read_views, write_views
+
+    path = write_views(
+        tmp_path / "sub-01_task-rest_desc-views_features.tsv",
+        {"bandpower": {"Fp1_alpha": 0.5, "Fp1_beta": -1.0}},
+        sources=[],
+        model=None,
+    )
+    assert read_views(path) == {"bandpower": {"Fp1_alpha": 0.5, "Fp1_beta": -1.0}}
+    text = path.read_text()
+    for broken, message in [
+        (text.encode("utf-8") + "é\n".encode("latin-1"), "not UTF-8 text"),
+        (text + "bandpower\tFp1_theta\n", "line 4 has 2 column(s), the header 3"),
+        (text + "bandpower\tFp1_theta\tlots\n", "line 4: value 'lots' is not a number"),
+    ]:
+        (path.write_bytes if isinstance(broken, bytes) else path.write_text)(broken)
+        with pytest.raises(ValueError, match=re.escape(f"{path.name}: {message}")):
+            read_views(path)

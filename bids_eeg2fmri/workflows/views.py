@@ -12,6 +12,7 @@ import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
+from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
 from bids_eeg2fmri.evaluation import views as v
 from bids_eeg2fmri.models.data import RunArrays
 
@@ -104,23 +105,14 @@ def read_views(path: Path) -> dict[str, dict[str, float]]:
     """A views table back as {view: {feature: value}}; ValueError naming the file when it
     is not one."""
     views: dict[str, dict[str, float]] = {}
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        if header != list(COLUMNS):
-            raise ValueError(
-                f"{path}: not a views table (columns {header}, expected {list(COLUMNS)})"
-            )
-        for number, line in enumerate(handle, start=2):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                raise ValueError(f"{path}: line {number} has {len(parts)} fields (expected 3)")
-            view, name, value = parts
-            try:
-                views.setdefault(view, {})[name] = float("nan") if value == "n/a" else float(value)
-            except ValueError:
-                raise ValueError(
-                    f"{path}: line {number}: value {value!r} is not a number"
-                ) from None
+    header, rows = read_tsv_rows(path, error=ValueError)  # not UTF-8, ragged: named
+    if header != list(COLUMNS):
+        raise ValueError(f"{path}: not a views table (columns {header}, expected {list(COLUMNS)})")
+    for number, (view, name, value) in rows:
+        try:
+            views.setdefault(view, {})[name] = float("nan") if value == "n/a" else float(value)
+        except ValueError:
+            raise ValueError(f"{path}: line {number}: value {value!r} is not a number") from None
     return views
 
 
