@@ -194,6 +194,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             document = tomllib.load(handle)
     except OSError as err:
         raise UsageError(f"cannot read the config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"the config file {path} is not UTF-8 text (byte {err.start}; TOML is UTF-8)"
+        ) from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"the config file {path} is not valid TOML: {err}") from None
     document.pop("environment", None)

@@ -163,12 +163,13 @@ def test_invalid_participant_label(sim_dataset, tmp_path, capsys):
         ("--config-file", "nprocs = ", "not valid TOML"),
         ("--config-file", "[execution]\nnproc = 2\n", "did you mean 'nprocs'"),
         ("--config-file", "[execution]\nnprocs = 0\n", "nprocs: expected a positive integer"),
+        ("--config-file", b"seed = 1 # caf\xe9\n", "is not UTF-8 text (byte 14"),
     ],
 )
 def test_bad_filter_or_config_file(sim_dataset, tmp_path, capsys, flag, content, fragment):
     path = tmp_path / "file"
     if content is not None:
-        path.write_text(content)
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
     assert_fails(
         [sim_dataset, tmp_path / "out", "participant", flag, path],
         capsys,
