@@ -212,3 +212,14 @@ def test_remove_drift_takes_out_slow_cosines_and_keeps_the_mean():
     assert np.allclose(clean.mean(axis=-1), 100, atol=0.05)
     assert np.corrcoef(clean[0, 0, 0], fast)[0, 1] > 0.97
     assert bold_mod.dct_drift_basis(10, 2.0, 128.0).shape == (10, 0)  # 20 s: nothing to remove
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_mean_image_without_a_brain_is_refused_naming_the_run():
+    noise = np.random.default_rng(0).standard_normal((12, 13, 8))  # a mean-removed run's mean
+    with pytest.raises(bold_mod.BoldError, match=r"^r_bold.nii.gz: no brain found in the mean"):
+        bold_mod.brain_mask(noise, np.eye(4), name="r_bold.nii.gz")
+    head = np.zeros((12, 13, 8))
+    head[3:9, 3:10, 2:6] = 1000.0
+    mask = bold_mod.brain_mask(head + noise, np.eye(4))
+    assert mask[6, 6, 4] and mask[head > 0].sum() > 0.8 * mask.sum()  # mostly the box

@@ -99,13 +99,28 @@ def resample(data: np.ndarray, affine: np.ndarray, target_affine, target_shape) 
     return np.asarray(out.get_fdata(dtype=np.float32))
 
 
-def brain_mask(mean: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Brain mask of a mean EPI image (nilearn's ``compute_epi_mask``)."""
+def brain_mask(mean: np.ndarray, affine: np.ndarray, *, name: str = "BOLD") -> np.ndarray:
+    """Brain mask of a mean EPI image (nilearn's ``compute_epi_mask``).
+
+    Raises
+    ------
+    BoldError
+        The mask is empty: the mean image has no bright region (``name`` starts the
+        message), e.g. a BOLD run already mean-removed or detrended.
+    """
     import nibabel as nib
     from nilearn.masking import compute_epi_mask
 
     img = nib.Nifti1Image(np.asarray(mean, np.float32), affine)
-    return np.asarray(compute_epi_mask(img).get_fdata() > 0)
+    with warnings.catch_warnings():  # an empty mask is raised below, with the file's name
+        warnings.filterwarnings("ignore", "Computed an empty mask", Warning)
+        mask = np.asarray(compute_epi_mask(img).get_fdata() > 0)
+    if not mask.any():
+        raise BoldError(
+            f"{name}: no brain found in the mean BOLD image (nilearn's EPI mask is empty): "
+            "is the run already mean-removed, detrended or masked? (a raw BOLD run expected)"
+        )
+    return mask
 
 
 def dct_drift_basis(n_volumes: int, tr: float, cutoff_s: float) -> np.ndarray:

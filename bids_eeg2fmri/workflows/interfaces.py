@@ -425,7 +425,7 @@ class PrepareBold(SimpleInterface):
         if isdefined(inputs.high_pass_s) and inputs.high_pass_s > 0:
             bold_mod.remove_drift(on_grid, tr or tr_header, inputs.high_pass_s)
         mean_img = on_grid.mean(axis=-1, dtype=np.float64)
-        mask = bold_mod.brain_mask(mean_img, model_affine)
+        mask = bold_mod.brain_mask(mean_img, model_affine, name=name)
         z, mean, std = bold_mod.normalize(on_grid, mask)
         cwd = Path(runtime.cwd)
         # the BOLD uncompressed, so that later steps can memory-map it
