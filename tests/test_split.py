@@ -108,3 +108,24 @@ def test_eeg_only_runs_in_a_training_selection_are_synthesized_not_trained_on(
     }
     assert (out / "sub-03/func/sub-03_task-rest_desc-synth_bold.nii.gz").exists()
     assert not (out / "sub-03/func/sub-03_task-rest_desc-synth_metrics.tsv").exists()
+
+
+def test_runs_too_short_for_the_windows_are_a_clear_error(tmp_path):
+    from bids_eeg2fmri.models.training import train
+
+    run = RunArrays("sub-01_task-rest", "01", Path("f.npy"), {"valid": [False] * 8}, bold=Path("b"))
+    with pytest.raises(ValueError, match="none of the 1 training run.s. has a volume with a full"):
+        train(
+            [run],
+            {0: np.arange(8)},
+            {},
+            arch=None,
+            compat_loss=False,
+            epochs=1,
+            batch_size=8,
+            learning_rate=0.001,
+            patience=3,
+            seed=0,
+            deterministic=False,
+            backup_dir=tmp_path,
+        )

@@ -217,7 +217,11 @@ def train(
     train_pairs = sample_pairs(runs, train_volumes)
     validation_pairs = sample_pairs(runs, validation_volumes)
     if len(train_pairs) == 0:
-        raise ValueError("no training sample: no volume has a full EEG input and a BOLD target")
+        raise ValueError(
+            f"no training sample: none of the {len(train_volumes)} training run(s) has a volume "
+            "with a full EEG input (the --n-windows TR-long windows before it) and a BOLD "
+            "target: are the runs shorter than the windows, or does the EEG start too late?"
+        )
     first = runs[train_pairs[0, 0]]
     eeg_shape = first.inputs().shape[1:]
     grid = tuple(int(n) for n in first.targets().shape[:3])
