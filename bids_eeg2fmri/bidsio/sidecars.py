@@ -21,16 +21,21 @@ from bids_eeg2fmri.errors import DataError
 LOGGER = logging.getLogger(__name__)
 
 
+def _read_utf8(path: Path, error: type[Exception], expected: str) -> str:
+    """A file's UTF-8 text (a byte-order mark allowed); ``error`` naming it otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}) ({expected})") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err}) (a readable file)") from None
+
+
 # ----------------------------------------------------------------------------- JSON
 def read_json_object(path: Path, *, error: type[Exception] = DataError) -> dict[str, Any]:
     """The JSON object a file holds; ``error`` (a one-line message) if it holds anything else."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise error(f"{path}: not UTF-8 text (byte {err.start}) (a UTF-8 JSON object)") from None
-    except OSError as err:
-        raise error(f"{path}: cannot be read ({err.strerror or err}) (a readable file)") from None
+    text = _read_utf8(path, error, "a UTF-8 JSON object")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -326,12 +331,7 @@ def read_tsv_rows(
         is not the header's.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise error(f"{path}: not UTF-8 text (byte {err.start}) (a tab-separated table)") from None
-    except OSError as err:
-        raise error(f"{path}: cannot be read ({err.strerror or err}) (a readable file)") from None
+    text = _read_utf8(path, error, "a tab-separated table")
     lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
     parsed = [(i, next(csv.reader([line], delimiter="\t"))) for i, line in lines]
     header = [h.strip() for h in parsed[0][1]] if parsed else []
