@@ -256,9 +256,7 @@ def _compiled(graph: _Graph, cfg: _Config | None, fn: Callable) -> Callable:
     key = (fn.__name__, cfg)
     if key not in compiled:
         nodes = _Graph(None, graph.input, graph.output, graph.nodes)
-        compiled[key] = tf.function(
-            functools.partial(fn, nodes, cfg=cfg), reduce_retracing=True, autograph=False
-        )
+        compiled[key] = tf.function(functools.partial(fn, nodes, cfg=cfg), reduce_retracing=True)
     return compiled[key]
 
 
