@@ -207,3 +207,16 @@ def test_the_manifest_checks_out_and_lists_the_derivatives(full):
 def test_group_without_participant_outputs_exits_66(dataset, tmp_path, capsys):
     code, errors = run_cli([dataset, tmp_path / "out", "group", "-w", tmp_path / "w"], capsys)
     assert code == 66 and "nothing to gather" in errors[0]
+
+
+def test_relevance_rows_go_region_channel_frequency_lag():
+    from bids_eeg2fmri.workflows.explain import relevance_rows
+
+    towards = np.random.default_rng(1).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    freqs, lags = np.array([0.5, 1.0, 1.5, 2.0]), np.array([8.0, 6.0, 4.0, 2.0, 0.0])
+    rows = relevance_rows(["volume", "alpha"], ["Fp1", "Cz", "O2"], freqs, lags, towards, -towards)
+    assert len(rows) == 2 * 3 * 4 * 5
+    r, c, f, w = 1, 2, 3, 1
+    row = rows[((r * 3 + c) * 4 + f) * 5 + w]
+    assert row == ["alpha", "O2", "2.0000", "6.0000", f"{towards[r, c, f, w]:.6g}",
+                   f"{-towards[r, c, f, w]:.6g}"]  # fmt: skip
