@@ -54,3 +54,17 @@ def test_the_cli_refuses_a_participant_another_run_holds(tiny, tmp_path, capsys)
     assert f"{work}: participant 01 is being processed by another run" in errors[0], errors[0]
     assert "give this run its own -w" in errors[0]
     assert not list(out.glob("sub-*")), "nothing of the participant written"
+
+
+def test_a_file_system_without_locks_is_a_warning_not_a_refusal(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="bids_eeg2fmri"):
+        with hold_participants(tmp_path, ["01"]):
+            pass
+    assert "file locks are not supported there (No locks available)" in caplog.text

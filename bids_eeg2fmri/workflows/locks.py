@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import logging
 import os
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bids_eeg2fmri.errors import CannotCreateError, InUseError
+
+LOGGER = logging.getLogger("bids_eeg2fmri")
 
 
 @contextlib.contextmanager
@@ -34,7 +37,9 @@ def hold_participants(work_dir: Path, subjects: Iterable[str]) -> Iterator[None]
     held: list = []
     try:
         for subject in sorted(set(subjects)):
-            held.append(_take(folder / f"sub-{subject}.lock", work_dir, subject))
+            handle = _take(folder / f"sub-{subject}.lock", work_dir, subject)
+            if handle is not None:
+                held.append(handle)
         yield
     finally:
         for handle in held:
@@ -43,10 +48,12 @@ def hold_participants(work_dir: Path, subjects: Iterable[str]) -> Iterator[None]
 
 
 def _take(path: Path, work_dir: Path, subject: str):
+    """The open, locked lock file; None (with a warning) where the file system has no
+    locks (some cluster file systems): concurrent runs then go undetected."""
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the caller
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
@@ -54,6 +61,16 @@ def _take(path: Path, work_dir: Path, subject: str):
             f"{work_dir}: participant {subject} is being processed by another run using this "
             f"work directory ({holder}); wait for it to end, or give this run its own -w"
         ) from None
+    except OSError as err:  # ENOLCK, ENOSYS, EINVAL: no locking here
+        handle.close()
+        LOGGER.warning(
+            "%s: file locks are not supported there (%s): another run using this work "
+            "directory for participant %s would not be detected",
+            work_dir,
+            err.strerror or err,
+            subject,
+        )
+        return None
     handle.seek(0)
     handle.truncate()
     started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
