@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import cli
 
-from bids_eeg2fmri.bidsio import sidecars
+from bids_eeg2fmri.bidsio import reading, sidecars
 from bids_eeg2fmri.bidsio.events import read_event_markers
 from bids_eeg2fmri.bidsio.layout import scan_dataset
 from bids_eeg2fmri.errors import BIDSValidationError, DataError
@@ -227,11 +227,11 @@ def test_json_that_is_not_an_object(tmp_path):
     ]:
         path.write_bytes(content)
         with pytest.raises(DataError, match="x_bold.json: ") as info:
-            sidecars.read_json_object(path)
+            reading.read_json_object(path)
         assert fragment in str(info.value)
     path.write_text("{")
     with pytest.raises(BIDSValidationError):
-        sidecars.read_json_object(path, error=BIDSValidationError)
+        reading.read_json_object(path, error=BIDSValidationError)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_tsv_atomic
-from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+from bids_eeg2fmri.bidsio.reading import read_tsv_rows
 from bids_eeg2fmri.errors import DataError
 
 LOGGER = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+from bids_eeg2fmri.bidsio.reading import read_tsv_rows
 from bids_eeg2fmri.errors import DataError
 
 LOGGER = logging.getLogger(__name__)

@@ -134,7 +134,7 @@ def check_locations(config) -> None:
         raise BIDSValidationError(
             f"{bids_dir} is not a BIDS dataset: dataset_description.json is missing"
         )
-    from bids_eeg2fmri.bidsio.sidecars import read_json_object
+    from bids_eeg2fmri.bidsio.reading import read_json_object
 
     description = read_json_object(bids_dir / "dataset_description.json", error=BIDSValidationError)
     missing = [key for key in ("Name", "BIDSVersion") if key not in description]

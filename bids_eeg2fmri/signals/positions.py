@@ -187,7 +187,7 @@ def read_electrodes(path: Path, coordsystem: Path | None = None) -> Positions:
         The table lacks name/x/y/z columns, holds non-numbers, or places fewer than 4
         electrodes.
     """
-    from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+    from bids_eeg2fmri.bidsio.reading import read_tsv_rows
 
     path = Path(path)
     header, rows = read_tsv_rows(path, error=PositionError)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
-from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+from bids_eeg2fmri.bidsio.reading import read_tsv_rows
 from bids_eeg2fmri.errors import DataError, NoInputError, UsageError
 from bids_eeg2fmri.evaluation import classify as clf
 from bids_eeg2fmri.evaluation.views import MODEL_VIEWS, VIEWS

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
-from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+from bids_eeg2fmri.bidsio.reading import read_tsv_rows
 from bids_eeg2fmri.evaluation import tables
 
 LOGGER = logging.getLogger("bids_eeg2fmri")

@@ -12,7 +12,7 @@ import numpy as np
 
 from bids_eeg2fmri.bidsio.files import write_json_atomic, write_text_atomic
 from bids_eeg2fmri.bidsio.pairing import RunPair, bids_uri
-from bids_eeg2fmri.bidsio.sidecars import read_tsv_rows
+from bids_eeg2fmri.bidsio.reading import read_tsv_rows
 from bids_eeg2fmri.evaluation import views as v
 from bids_eeg2fmri.models.data import RunArrays
 
