@@ -217,6 +217,17 @@ def test_channels_typed_eeg_but_named_ecg_stay_out_with_a_warning(ds, tmp_path, 
     assert len(said) == 1, warnings
 
 
+def test_channels_the_file_types_eeg_but_named_ecg_stay_out_with_a_warning(ds, tmp_path, capsys):
+    # without _channels.tsv the file's types apply: BrainVision types every channel EEG (as
+    # ds004000's Biosemi EXG channels)
+    (ds / EEG.replace("_eeg", "_channels.tsv")).unlink()
+    code, errors = run(ds, tmp_path, capsys)
+    assert code == 0, errors
+    warnings = [line for line in log_text(tmp_path).splitlines() if "| WARNING |" in line]
+    said = [line for line in warnings if f"{ds / EEG}.vhdr: ECG typed EEG, but the name" in line]
+    assert len(said) == 1, warnings
+
+
 # ----------------------------------------------------------------------------- readers
 def test_json_that_is_not_an_object(tmp_path):
     path = tmp_path / "x_bold.json"

@@ -174,12 +174,19 @@ def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=N
     return chosen
 
 
-def named_non_eeg(ch_names: Sequence[str], tsv_types) -> list[str]:
-    """The channels ``_channels.tsv`` types EEG whose name says otherwise (left out of the
-    model by :func:`eeg_channels`)."""
-    if not tsv_types:
-        return []
-    return [n for n in ch_names if tsv_types.get(n) == "EEG" and NON_EEG_NAME.match(n)]
+def named_non_eeg(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=None) -> list[str]:
+    """The channels typed EEG (by ``_channels.tsv``, else by the file) whose name says
+    otherwise (left out of the model by :func:`eeg_channels`): Biosemi's ``EXG1``..., an
+    ``ECG`` that a BrainVision or EDF file without ``_channels.tsv`` types EEG."""
+    named = []
+    for name, file_type in zip(ch_names, file_types, strict=True):
+        if tsv_types and name in tsv_types:
+            is_eeg = tsv_types[name] == "EEG"
+        else:
+            is_eeg = file_type == "eeg"
+        if is_eeg and NON_EEG_NAME.match(name):
+            named.append(name)
+    return named
 
 
 def non_voltage_channels(raw, names: Sequence[str]) -> dict[str, str]:

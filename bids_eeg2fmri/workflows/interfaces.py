@@ -290,15 +290,15 @@ class EEGFeatures(SimpleInterface):
         except eeg_mod.EEGError as err:
             raise _named(err, inputs.eeg_file) from None
         n_channels_file, duration_s = len(raw.ch_names), round(raw.n_times / sfreq, 3)
-        misnamed = eeg_mod.named_non_eeg(raw.ch_names, tsv)
+        source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
+        misnamed = eeg_mod.named_non_eeg(raw.ch_names, raw.get_channel_types(), tsv)
         if misnamed:
             LOGGER.warning(
                 "%s: %s typed EEG, but the name says otherwise (ECG, EOG, EMG, EXG, "
                 "accelerometer...): left out of the model's channels",
-                inputs.channels_tsv,
+                inputs.channels_tsv if tsv else source,
                 ", ".join(misnamed),
             )
-        source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
         if isdefined(inputs.channels_tsv):
             bad = set(eeg_mod.bad_channels(inputs.channels_tsv))
             dropped = [n for n in names if n in bad]
