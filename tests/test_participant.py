@@ -292,6 +292,18 @@ def test_too_few_model_channels(sim_dataset, tmp_path, capsys):
     assert not list((tmp_path / "out").glob("sub-*/eeg/*_events.tsv"))
 
 
+def test_too_few_model_channels_named_by_the_users_file(tmp_path, capsys):
+    # a 500 Hz recording is read from its downsampled working copy: the error still names
+    # the file in BIDS_DIR, not the copy in the work directory
+    config = SimulationConfig(n_participants=1, n_volumes=20, n_channels=8, grid=(12, 13, 8),
+                              sfreq=500.0)  # fmt: skip
+    bids = simulate_dataset(config, tmp_path / "ds")
+    code, errors = participant(bids, tmp_path, capsys, "--channels", "Fp1", "X1", "X2")
+    assert code == 65 and "only 1 of the model's 3 channels" in errors[0], errors
+    assert errors[0].startswith("bids-eeg2fmri: error: sub-01_task-rest_eeg.vhdr: "), errors
+    assert "desc-downsampled" not in errors[0]
+
+
 def test_warnings_that_do_not_stop_a_run(sim_copy, tmp_path, capsys):
     vmrk = _vmrk(sim_copy)
     vmrk.write_text(

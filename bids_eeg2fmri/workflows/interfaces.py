@@ -278,6 +278,8 @@ class EEGFeatures(SimpleInterface):
         inputs = self.inputs
         timing = np.load(inputs.timing)
         tr = float(timing["tr"])
+        # the user's recording (eeg_file may be its corrected or downsampled working copy)
+        source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
         try:
             raw = eeg_mod.read_raw(inputs.eeg_file)
             sfreq = float(raw.info["sfreq"])  # the file read (it may have been downsampled)
@@ -288,9 +290,8 @@ class EEGFeatures(SimpleInterface):
             )
             names = eeg_mod.eeg_channels(raw.ch_names, raw.get_channel_types(), tsv)
         except eeg_mod.EEGError as err:
-            raise _named(err, inputs.eeg_file) from None
+            raise _named(err, source) from None
         n_channels_file, duration_s = len(raw.ch_names), round(raw.n_times / sfreq, 3)
-        source = inputs.source_file if isdefined(inputs.source_file) else inputs.eeg_file
         misnamed = eeg_mod.named_non_eeg(raw.ch_names, raw.get_channel_types(), tsv)
         if misnamed:
             LOGGER.warning(
@@ -319,7 +320,7 @@ class EEGFeatures(SimpleInterface):
                 model_positions=model_positions,
             )
         except eeg_mod.EEGError as err:
-            raise _named(err, inputs.eeg_file) from None
+            raise _named(err, source) from None
         del raw  # the model channels are in ``data``
         interpolated = _log_mapping(mapping, Path(source).name, len(inputs.channels))
         l_freq = inputs.l_freq if isdefined(inputs.l_freq) else None
