@@ -177,9 +177,35 @@ def section(results: dict) -> list[str]:
         ]
         for view, share in nulls["share_p_below_0.05"].items():
             lines.append(f"| {view} | {share:.2f} | {nulls['min_p'][view]:.3f} |")
+    lines += _null_simulations(found.get("null_simulations"))
     lines += ["", "| effect | participant level (s) | group level (s) |", "|---|---|---|"]
     for effect, figures in found["effects"].items():
         lines.append(
             f"| {effect} | {figures['participant_wall_s']:.0f} | {figures['group_wall_s']:.0f} |"
         )
     return lines + [""]
+
+
+def _null_simulations(nulls: dict | None) -> list[str]:
+    """The paragraph and table of ``classify_nulls.py``'s new null datasets."""
+    if not nulls:
+        return []
+    walls = nulls["wall_s"]
+    lines = [
+        "",
+        f"Null simulations ({nulls['date']}, commit {nulls['commit']}: `{nulls['command']}`): "
+        f"{nulls['n']} new datasets (of {nulls['asked']} asked) simulated with "
+        f"`{' '.join(nulls['options'])}` and seeds 300, 301, ..., each through `participant "
+        f"--model` ({nulls.get('model_note') or Path(nulls['model']).name}; LRP off) and "
+        f"`group --classify group --cv-repeats {nulls['repeats']} --permutations "
+        f"{nulls['permutations']}`: the share with p_permutation < 0.05 should be about "
+        "0.05. Median wall time per dataset: "
+        f"simulation {walls['simulate']:.0f} s, participant level {walls['participant']:.0f} s, "
+        f"group level {walls['group']:.0f} s.",
+        "",
+        "| view | share p < 0.05 | smallest p |",
+        "|---|---|---|",
+    ]
+    for view, share in nulls["share_p_below_0.05"].items():
+        lines.append(f"| {view} | {share:.2f} | {nulls['min_p'][view]:.3f} |")
+    return lines

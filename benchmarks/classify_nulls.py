@@ -1,0 +1,131 @@
+"""Null simulations for the classification section: new datasets without a group effect
+(not relabellings of one), each through the participant and group levels.
+
+    python benchmarks/classify_nulls.py SCRATCH --model MODEL.keras --nulls 20 \
+        [--permutations 100] [--repeats 2] [--update] [--finished-only] [--quick]
+
+Dataset k is simulated with the classification section's EEG-only options (40 participants,
+20/20, biosemi128 at 2048 Hz), ``--group-effect 0 --seed 300+k``; ``participant --model
+MODEL --lrp-volumes 0``, then ``group --classify group``. Each finished null leaves
+SCRATCH/null-K/result.json and its recordings are deleted (a dataset is ~12 GB), so a run
+stopped part-way resumes where it stopped. The share of nulls with p_permutation < 0.05 per
+view should be about 0.05. ``--update`` puts the finished nulls into results.json and
+RESULTS.md beside this script (under the classification section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import classify
+import common
+
+SEED0 = 300
+
+
+def one_null(ctx: common.Context, k: int, model: Path, args) -> dict:
+    """Simulate, apply and classify null dataset ``k``; its figures."""
+    folder = ctx.root / f"null-{k}"
+    done = folder / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    options = classify.plan(ctx.quick)["groups"]
+    simulated = common.run(
+        [ctx.bin("bids-eeg2fmri-simulate"), str(folder / "ds"), *options,
+         "--group-effect", "0", "--seed", str(SEED0 + k)],
+        log=folder / "simulate.log",
+    )  # fmt: skip
+    out = folder / "out"
+    applied = common.app(ctx, folder / "ds", out, "participant", "-w", str(folder / "work"),
+                         "--model", str(model), "--lrp-volumes", "0", "--nprocs", "2")  # fmt: skip
+    grouped = common.app(ctx, folder / "ds", out, "group", "--classify", "group",
+                         "--permutations", args.permutations, "--cv-repeats", args.repeats,
+                         "--cv-folds", classify.plan(ctx.quick)["folds"], "--seed", str(k),
+                         "--nprocs", "2")  # fmt: skip
+    views = classify._metrics(out / "group_desc-classify_metrics.tsv")
+    result = {
+        "seed": SEED0 + k,
+        "simulate_wall_s": simulated["wall_s"],
+        "participant_wall_s": applied["wall_s"],
+        "group_wall_s": grouped["wall_s"],
+        "p_permutation": {v: m["p_permutation"] for v, m in views.items()},
+        "auc": {v: m["auc"] for v, m in views.items()},
+    }
+    done.write_text(json.dumps(result, indent=1))
+    for bulky in (folder / "ds", folder / "work"):  # the recordings and caches: ~12 GB
+        shutil.rmtree(bulky, ignore_errors=True)
+    return result
+
+
+def summary(results: list[dict], args, model: Path) -> dict:
+    views = list(results[0]["p_permutation"])
+    p = {v: [r["p_permutation"][v] for r in results] for v in views}
+    return {
+        "n": len(results),
+        "asked": args.nulls,
+        "model": str(model),
+        "model_note": args.model_note,
+        "options": classify.plan(args.quick)["groups"] + ["--group-effect", "0"],
+        "permutations": int(args.permutations),
+        "repeats": int(args.repeats),
+        "share_p_below_0.05": {v: sum(x < 0.05 for x in ps) / len(ps) for v, ps in p.items()},
+        "min_p": {v: min(ps) for v, ps in p.items()},
+        "wall_s": {
+            step: common.median([r[f"{step}_wall_s"] for r in results])
+            for step in ("simulate", "participant", "group")
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scratch", type=Path)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model-note", default="", help="how the model was trained (RESULTS.md)")
+    parser.add_argument("--nulls", type=int, default=20)
+    parser.add_argument("--permutations", default="100")
+    parser.add_argument("--repeats", default="2")
+    parser.add_argument("--update", action="store_true")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="run no more nulls: summarise (and --update) the finished ones",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    args = parser.parse_args()
+    ctx = common.Context(root=args.scratch, quick=args.quick)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    results = []
+    for k in range(args.nulls):
+        if args.finished_only and not (args.scratch / f"null-{k}" / "result.json").exists():
+            continue
+        results.append(one_null(ctx, k, args.model.resolve(), args))
+        found = summary(results, args, args.model)
+        (args.scratch / "summary.json").write_text(json.dumps(found, indent=1))
+        print(json.dumps(found["share_p_below_0.05"]), flush=True)
+    if not results:
+        raise SystemExit(f"{args.scratch}: no finished null")
+    found = summary(results, args, args.model)
+    if args.update:
+        import report
+        from bench import machine
+
+        here = Path(__file__).parent
+        saved = json.loads((here / "results.json").read_text())
+        stamp = machine()
+        saved["classify"]["null_simulations"] = found | {
+            "date": stamp["date"],
+            "commit": stamp["commit"],
+            "command": " ".join(["python", *sys.argv]),
+        }
+        (here / "results.json").write_text(json.dumps(saved, indent=2) + "\n")
+        (here / "RESULTS.md").write_text(report.markdown(saved))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
