@@ -8,7 +8,8 @@ Dataset k is simulated with the classification section's EEG-only options (40 pa
 20/20, biosemi128 at 2048 Hz), ``--group-effect 0 --seed 300+k``; ``participant --model
 MODEL --lrp-volumes 0``, then ``group --classify group``. Each finished null leaves
 SCRATCH/null-K/result.json and its recordings are deleted (a dataset is ~12 GB), so a run
-stopped part-way resumes where it stopped. The share of nulls with p_permutation < 0.05 per
+stopped part-way resumes where it stopped. Dataset k + 1 is simulated while dataset k is
+applied and classified. The share of nulls with p_permutation < 0.05 per
 view should be about 0.05. ``--update`` puts the finished nulls into results.json and
 RESULTS.md beside this script (under the classification section).
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import classify
@@ -27,19 +29,30 @@ import common
 SEED0 = 300
 
 
-def one_null(ctx: common.Context, k: int, model: Path, args) -> dict:
-    """Simulate, apply and classify null dataset ``k``; its figures."""
+def simulated(ctx: common.Context, k: int) -> dict:
+    """Null dataset ``k`` (simulated again when a stopped run left it half-written)."""
     folder = ctx.root / f"null-{k}"
-    done = folder / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    ok = folder / "simulated.json"
+    if ok.exists():
+        return json.loads(ok.read_text())
+    shutil.rmtree(folder / "ds", ignore_errors=True)
     options = classify.plan(ctx.quick)["groups"]
-    simulated = common.run(
+    figures = common.run(
         [ctx.bin("bids-eeg2fmri-simulate"), str(folder / "ds"), *options,
          "--group-effect", "0", "--seed", str(SEED0 + k)],
         log=folder / "simulate.log",
     )  # fmt: skip
+    ok.write_text(json.dumps(figures))
+    return figures
+
+
+def one_null(ctx: common.Context, k: int, model: Path, args, simulation) -> dict:
+    """Apply and classify null dataset ``k`` once ``simulation`` (a future of
+    :func:`simulated`) is done; its figures."""
+    folder = ctx.root / f"null-{k}"
     out = folder / "out"
+    simulated_figures = simulation.result()
+    shutil.rmtree(out, ignore_errors=True)  # a stopped run's half
     applied = common.app(ctx, folder / "ds", out, "participant", "-w", str(folder / "work"),
                          "--model", str(model), "--lrp-volumes", "0", "--nprocs", "2")  # fmt: skip
     grouped = common.app(ctx, folder / "ds", out, "group", "--classify", "group",
@@ -49,13 +62,13 @@ def one_null(ctx: common.Context, k: int, model: Path, args) -> dict:
     views = classify._metrics(out / "group_desc-classify_metrics.tsv")
     result = {
         "seed": SEED0 + k,
-        "simulate_wall_s": simulated["wall_s"],
+        "simulate_wall_s": simulated_figures["wall_s"],
         "participant_wall_s": applied["wall_s"],
         "group_wall_s": grouped["wall_s"],
         "p_permutation": {v: m["p_permutation"] for v, m in views.items()},
         "auc": {v: m["auc"] for v, m in views.items()},
     }
-    done.write_text(json.dumps(result, indent=1))
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
     for bulky in (folder / "ds", folder / "work"):  # the recordings and caches: ~12 GB
         shutil.rmtree(bulky, ignore_errors=True)
     return result
@@ -99,14 +112,19 @@ def main() -> int:
     args = parser.parse_args()
     ctx = common.Context(root=args.scratch, quick=args.quick)
     args.scratch.mkdir(parents=True, exist_ok=True)
-    results = []
-    for k in range(args.nulls):
-        if args.finished_only and not (args.scratch / f"null-{k}" / "result.json").exists():
-            continue
-        results.append(one_null(ctx, k, args.model.resolve(), args))
-        found = summary(results, args, args.model)
-        (args.scratch / "summary.json").write_text(json.dumps(found, indent=1))
-        print(json.dumps(found["share_p_below_0.05"]), flush=True)
+    done = [k for k in range(args.nulls) if (args.scratch / f"null-{k}/result.json").exists()]
+    results = [json.loads((args.scratch / f"null-{k}/result.json").read_text()) for k in done]
+    todo = [] if args.finished_only else [k for k in range(args.nulls) if k not in done]
+    # the next dataset is simulated (one core) while this one is applied and classified
+    with ThreadPoolExecutor(max_workers=1) as simulator:
+        ahead = {k: simulator.submit(simulated, ctx, k) for k in todo[:1]}
+        for i, k in enumerate(todo):
+            if i + 1 < len(todo):
+                ahead[todo[i + 1]] = simulator.submit(simulated, ctx, todo[i + 1])
+            results.append(one_null(ctx, k, args.model.resolve(), args, ahead.pop(k)))
+            found = summary(results, args, args.model)
+            (args.scratch / "summary.json").write_text(json.dumps(found, indent=1))
+            print(json.dumps(found["share_p_below_0.05"]), flush=True)
     if not results:
         raise SystemExit(f"{args.scratch}: no finished null")
     found = summary(results, args, args.model)
