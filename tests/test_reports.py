@@ -552,3 +552,64 @@ def test_a_run_with_seen_and_unseen_volumes_reports_the_unseen_ones():
     rows, _, basis = _run_metrics_rows(table)
     assert basis == "the volumes never seen in training"
     assert [row[:2] for row in rows] == [["model", "2"], ["ridge", "2"], ["mean-volume", "2"]]
+
+
+def test_reports_on_two_processes_are_the_ones_written_on_one(fake, tmp_path):
+    import logging
+
+    from bids_eeg2fmri.reports.html.batch import write_participant_reports
+
+    output, bids = fake
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    shutil.copytree(output, serial)
+    shutil.copytree(output, parallel)
+    logger = logging.getLogger("bids_eeg2fmri")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        pages = {}
+        for folder, nprocs in ((serial, 1), (parallel, 2)):
+            records.clear()
+            pages[nprocs] = list(
+                write_participant_reports(
+                    folder, ["01", "02"], bids_dir=bids, nprocs=nprocs, mem_gb=8.0
+                )
+            )
+            said = sorted(r.getMessage() for r in records if r.name.endswith(".participant"))
+            assert said == ["Writing the report of sub-01 (2 run(s))",
+                            "Writing the report of sub-02 (1 run(s))"], said  # fmt: skip
+        assert "Writing 2 reports, 2 at a time" in records[0].getMessage()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert pages[1] == [serial / "sub-01.html", serial / "sub-02.html"]
+    assert pages[2] == [parallel / "sub-01.html", parallel / "sub-02.html"]
+    stamp = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d\+00:00)?|/serial|/parallel")
+    for name in ("sub-01.html", "sub-02.html"):
+        one, two = ((f / name).read_text(encoding="utf-8") for f in (serial, parallel))
+        assert stamp.sub("", one) == stamp.sub("", two)
+    figures = sorted(p.relative_to(serial) for p in serial.rglob("figures/*"))
+    assert figures and figures == sorted(
+        p.relative_to(parallel) for p in parallel.rglob("figures/*")
+    )
+    for figure in figures:
+        assert (serial / figure).read_bytes() == (parallel / figure).read_bytes(), figure
+
+
+def test_reports_run_as_many_at_a_time_as_memory_holds(fake, tmp_path, caplog):
+    from bids_eeg2fmri.reports.html.batch import report_memory_gb, write_participant_reports
+
+    output, bids = fake
+    need = report_memory_gb(output, "01")
+    assert need > 0.5  # the synthesized BOLD counts
+    assert report_memory_gb(tmp_path, "01") == 0.5  # no run: the base
+    caplog.set_level("INFO", logger="bids_eeg2fmri")
+    pages = list(
+        write_participant_reports(output, ["01", "02"], bids_dir=bids, nprocs=2, mem_gb=need)
+    )
+    assert [p.name for p in pages] == ["sub-01.html", "sub-02.html"]
+    assert "at a time" not in caplog.text  # one at a time, in this process

@@ -405,13 +405,17 @@ def _model_steps(config, pairs) -> None:
 
 
 def _reports(config, subjects: list[str]) -> None:
-    """One HTML report per participant, built from the outputs on disk."""
-    from bids_eeg2fmri.reports.html import write_participant_report
+    """One HTML report per participant, built from the outputs on disk (--nprocs at a
+    time)."""
+    from bids_eeg2fmri.reports.html.batch import write_participant_reports
 
-    for subject in subjects:
-        path = write_participant_report(
-            config.run.output_dir, subject, bids_dir=config.run.bids_dir
-        )
+    for path in write_participant_reports(
+        config.run.output_dir,
+        subjects,
+        bids_dir=config.run.bids_dir,
+        nprocs=config.execution.nprocs,
+        mem_gb=config.execution.mem_gb,
+    ):
         LOGGER.info("Report: %s", path)
 
 

@@ -11,6 +11,7 @@ to draw is logged and replaced by a note.
 One module per part; this package re-exports their public names:
 
 - :mod:`.participant`: ``write_participant_report``, the page of one participant;
+- :mod:`.batch`: ``write_participant_reports``, the pages of many, ``--nprocs`` at a time;
 - :mod:`.run`: one run's summary row and section;
 - :mod:`.group`: ``write_group_report``, the page across participants;
 - :mod:`.metrics`: the metrics tables (run and group);
