@@ -613,3 +613,35 @@ def test_reports_run_as_many_at_a_time_as_memory_holds(fake, tmp_path, caplog):
     )
     assert [p.name for p in pages] == ["sub-01.html", "sub-02.html"]
     assert "at a time" not in caplog.text  # one at a time, in this process
+
+
+def test_reports_left_when_the_processes_stop_are_written_here(fake, monkeypatch, caplog):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bids_eeg2fmri.reports.html import batch
+
+    class StoppingPool:  # the first report comes back, then the workers die
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, function, *arguments):
+            yield Path(arguments[0][0]) / "sub-01.html"
+            raise BrokenProcessPool("a worker was killed")
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", StoppingPool)
+    output, bids = fake
+    caplog.set_level("INFO", logger="bids_eeg2fmri")
+    pages = list(
+        batch.write_participant_reports(output, ["01", "02"], bids_dir=bids, nprocs=2, mem_gb=8)
+    )
+    assert [p.name for p in pages] == ["sub-01.html", "sub-02.html"]
+    assert (output / "sub-02.html").is_file() and not (output / "sub-01.html").exists()
+    assert "The report processes stopped (a worker was killed): the 1 report(s) left" in (
+        caplog.text
+    )
