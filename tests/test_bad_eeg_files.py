@@ -254,6 +254,30 @@ def test_a_channel_not_recorded_in_volts_is_interpolated_with_a_warning(bids, tm
     assert "interpolated missing channel(s) Fp1" in log
 
 
+def test_a_high_rate_recording_is_checked_on_its_own_header(tmp_path, capsys):
+    """Above 250 Hz the features are read from a downsampled working copy, written as
+    BrainVision in volts: the channel types and units still come from the user's file."""
+    config = dataclasses.replace(ONE_RUN, sfreq=500.0)
+    bids = simulate_dataset(config, tmp_path / "ds")
+    channels = bids / EEG_DIR / f"{RUN}_channels.tsv"  # types Fp1 EEG; ECG left unlisted
+    lines = channels.read_text(encoding="utf-8").splitlines(keepends=True)
+    channels.write_text("".join(x for x in lines if not x.startswith("ECG\t")), encoding="utf-8")
+    vhdr = bids / EEG_DIR / f"{RUN}_eeg.vhdr"
+    text = vhdr.read_text(encoding="utf-8")
+    assert "Ch1=Fp1,,0.1,µV" in text
+    vhdr.write_text(text.replace("Ch1=Fp1,,0.1,µV", "Ch1=Fp1,,0.1,µW"), encoding="utf-8")
+    code, errors, log = _run(bids, tmp_path, capsys)
+    assert (code, errors) == (0, [])
+    assert "desc-downsampled" in " ".join(p.name for p in (tmp_path / "work").rglob("*.vhdr"))
+    warning = (
+        f"{RUN}_eeg.vhdr: 1 of 8 EEG channels are not recorded in volts (Fp1: unit 'µW'): "
+        "treated as missing"
+    )
+    assert f"WARNING | {bids / EEG_DIR}/{warning}" in log
+    # the simulator's ECG channel: typed EEG by the BrainVision file, not by channels.tsv
+    assert f"{vhdr}: ECG typed EEG, but the name says otherwise" in log
+
+
 # --------------------------------------------------------------------------- EDF, BDF, EEGLAB
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, bytes]:

@@ -85,16 +85,13 @@ def test_non_eeg_channels_never_enter_the_model():
     tsv |= {"ECG": "EEG", "EXG3": "EEG", "ACCX": "EEG", "AF3": "EEG"}
     assert eeg_mod.eeg_channels(names, ["eeg"] * 9, tsv) == ["Fp1", "Cz", "AF3"]
     # EOG1 and Status are not in channels.tsv: the file's type (EEG) applies to them
-    assert eeg_mod.named_non_eeg(names, ["eeg"] * 9, tsv) == [
-        "ECG",
-        "EOG1",
-        "Status",
-        "EXG3",
-        "ACCX",
-    ]
+    assert eeg_mod.named_non_eeg(names, ["eeg"] * 9, tsv) == (
+        ["ECG", "EXG3", "ACCX"],
+        ["EOG1", "Status"],
+    )
     # without channels.tsv, the file's types (a BrainVision file types every channel EEG)
     file_types = ["eeg", "eeg", "eeg", "eog", "stim", "eeg", "eeg", "misc", "eeg"]
-    assert eeg_mod.named_non_eeg(names, file_types, None) == ["ECG", "EXG3"]
+    assert eeg_mod.named_non_eeg(names, file_types, None) == ([], ["ECG", "EXG3"])
 
 
 def _smooth_raw():

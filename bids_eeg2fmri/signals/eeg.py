@@ -160,8 +160,8 @@ def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=N
 
     ``tsv_types`` (from ``_channels.tsv``) wins over the types in the file; a channel whose
     name says it is not EEG (``ECG``, ``EOG``, ``EXG3``, ``ACCX``...) is left out even when
-    the file or ``_channels.tsv`` types it EEG (:func:`named_non_eeg` lists those that
-    ``_channels.tsv`` types EEG, for the warning).
+    the file or ``_channels.tsv`` types it EEG (:func:`named_non_eeg` lists those, for the
+    warning).
     """
     chosen = []
     for name, file_type in zip(ch_names, file_types, strict=True):
@@ -174,19 +174,23 @@ def eeg_channels(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=N
     return chosen
 
 
-def named_non_eeg(ch_names: Sequence[str], file_types: Sequence[str], tsv_types=None) -> list[str]:
-    """The channels typed EEG (by ``_channels.tsv``, else by the file) whose name says
-    otherwise (left out of the model by :func:`eeg_channels`): Biosemi's ``EXG1``..., an
-    ``ECG`` that a BrainVision or EDF file without ``_channels.tsv`` types EEG."""
-    named = []
+def named_non_eeg(
+    ch_names: Sequence[str], file_types: Sequence[str], tsv_types=None
+) -> tuple[list[str], list[str]]:
+    """The channels typed EEG whose name says otherwise (left out of the model by
+    :func:`eeg_channels`): (those ``_channels.tsv`` types EEG, those the file types EEG
+    and ``_channels.tsv`` does not list, e.g. Biosemi's ``EXG1`` in a BrainVision file,
+    which types every channel EEG)."""
+    by_tsv, by_file = [], []
     for name, file_type in zip(ch_names, file_types, strict=True):
+        if not NON_EEG_NAME.match(name):
+            continue
         if tsv_types and name in tsv_types:
-            is_eeg = tsv_types[name] == "EEG"
-        else:
-            is_eeg = file_type == "eeg"
-        if is_eeg and NON_EEG_NAME.match(name):
-            named.append(name)
-    return named
+            if tsv_types[name] == "EEG":
+                by_tsv.append(name)
+        elif file_type == "eeg":
+            by_file.append(name)
+    return by_tsv, by_file
 
 
 def non_voltage_channels(raw, names: Sequence[str]) -> dict[str, str]:

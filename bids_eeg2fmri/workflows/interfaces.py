@@ -283,28 +283,33 @@ class EEGFeatures(SimpleInterface):
         try:
             raw = eeg_mod.read_raw(inputs.eeg_file)
             sfreq = float(raw.info["sfreq"])  # the file read (it may have been downsampled)
+            # types and units as the user's file gives them: a working copy (BrainVision)
+            # types every channel EEG in volts
+            header = raw if source == inputs.eeg_file else eeg_mod.read_raw(source, preload=False)
             tsv = (
                 eeg_mod.read_channel_types(inputs.channels_tsv)
                 if isdefined(inputs.channels_tsv)
                 else None
             )
-            names = eeg_mod.eeg_channels(raw.ch_names, raw.get_channel_types(), tsv)
+            file_types = header.get_channel_types()
+            names = eeg_mod.eeg_channels(header.ch_names, file_types, tsv)
         except eeg_mod.EEGError as err:
             raise _named(err, source) from None
-        n_channels_file, duration_s = len(raw.ch_names), round(raw.n_times / sfreq, 3)
-        misnamed = eeg_mod.named_non_eeg(raw.ch_names, raw.get_channel_types(), tsv)
-        if misnamed:
-            LOGGER.warning(
-                "%s: %s typed EEG, but the name says otherwise (ECG, EOG, EMG, EXG, "
-                "accelerometer...): left out of the model's channels",
-                inputs.channels_tsv if tsv else source,
-                ", ".join(misnamed),
-            )
+        n_channels_file, duration_s = len(header.ch_names), round(raw.n_times / sfreq, 3)
+        by_tsv, by_file = eeg_mod.named_non_eeg(header.ch_names, file_types, tsv)
+        for where, misnamed in ((inputs.channels_tsv, by_tsv), (source, by_file)):
+            if misnamed:
+                LOGGER.warning(
+                    "%s: %s typed EEG, but the name says otherwise (ECG, EOG, EMG, EXG, "
+                    "accelerometer...): left out of the model's channels",
+                    where,
+                    ", ".join(misnamed),
+                )
         if isdefined(inputs.channels_tsv):
             bad = set(eeg_mod.bad_channels(inputs.channels_tsv))
             dropped = [n for n in names if n in bad]
             names = _left_out(names, dropped, inputs.channels_tsv, "have status bad")
-        unitless = eeg_mod.non_voltage_channels(raw, names)
+        unitless = eeg_mod.non_voltage_channels(header, names)
         shown = [f"{n}: unit {u!r}" for n, u in unitless.items()]
         names = _left_out(names, list(unitless), source, "are not recorded in volts", shown)
         flat = eeg_mod.flat_channels(raw, names, label=str(source))  # the error names it
