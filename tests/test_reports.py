@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -579,9 +580,13 @@ def test_reports_on_two_processes_are_the_ones_written_on_one(fake, tmp_path):
                     folder, ["01", "02"], bids_dir=bids, nprocs=nprocs, mem_gb=8.0
                 )
             )
-            said = sorted(r.getMessage() for r in records if r.name.endswith(".participant"))
+            written = [r for r in records if r.name.endswith(".participant")]
+            said = sorted(r.getMessage() for r in written)
             assert said == ["Writing the report of sub-01 (2 run(s))",
                             "Writing the report of sub-02 (1 run(s))"], said  # fmt: skip
+            # written here, or by the worker processes (their records sent back)
+            assert {r.process == os.getpid() for r in written} == {nprocs == 1}
+            assert not [r for r in records if r.levelno >= logging.WARNING]
         assert "Writing 2 reports, 2 at a time" in records[0].getMessage()
     finally:
         logger.removeHandler(handler)
@@ -624,15 +629,12 @@ def test_reports_left_when_the_processes_stop_are_written_here(fake, monkeypatch
         def __init__(self, *args, **kwargs):
             pass
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
         def map(self, function, *arguments):
             yield Path(arguments[0][0]) / "sub-01.html"
             raise BrokenProcessPool("a worker was killed")
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
 
     monkeypatch.setattr(batch, "ProcessPoolExecutor", StoppingPool)
     output, bids = fake
