@@ -203,9 +203,12 @@ def _null_simulations(nulls: dict | None) -> list[str]:
         f"simulation {walls['simulate']:.0f} s, participant level {walls['participant']:.0f} s, "
         f"group level {walls['group']:.0f} s.",
         "",
-        "| view | share p < 0.05 | smallest p |",
+        "| view | share p < 0.05 [95 % interval] | smallest p |",
         "|---|---|---|",
     ]
     for view, share in nulls["share_p_below_0.05"].items():
-        lines.append(f"| {view} | {share:.2f} | {nulls['min_p'][view]:.3f} |")
+        low, high = nulls["share_ci"][view]
+        lines.append(
+            f"| {view} | {share:.2f} [{low:.2f}, {high:.2f}] | {nulls['min_p'][view]:.3f} |"
+        )
     return lines

@@ -62,6 +62,9 @@ def one_null(ctx: common.Context, k: int, model: Path, args, simulation) -> dict
     views = classify._metrics(out / "group_desc-classify_metrics.tsv")
     result = {
         "seed": SEED0 + k,
+        "model": str(model),
+        "permutations": int(args.permutations),
+        "repeats": int(args.repeats),
         "simulate_wall_s": simulated_figures["wall_s"],
         "participant_wall_s": applied["wall_s"],
         "group_wall_s": grouped["wall_s"],
@@ -75,8 +78,17 @@ def one_null(ctx: common.Context, k: int, model: Path, args, simulation) -> dict
 
 
 def summary(results: list[dict], args, model: Path) -> dict:
+    from scipy.stats import binomtest
+
+    asked = {"model": str(model.resolve()), "permutations": int(args.permutations),
+             "repeats": int(args.repeats)}  # fmt: skip
+    for r in results:  # a resumed run must not mix sizes (older results lack the keys)
+        other = {key: r[key] for key in asked if key in r and r[key] != asked[key]}
+        if other:
+            raise SystemExit(f"null seed {r['seed']} was run with {other}, not {asked}")
     views = list(results[0]["p_permutation"])
     p = {v: [r["p_permutation"][v] for r in results] for v in views}
+    below = {v: sum(x < 0.05 for x in ps) for v, ps in p.items()}
     return {
         "n": len(results),
         "asked": args.nulls,
@@ -85,7 +97,10 @@ def summary(results: list[dict], args, model: Path) -> dict:
         "options": classify.plan(args.quick)["groups"] + ["--group-effect", "0"],
         "permutations": int(args.permutations),
         "repeats": int(args.repeats),
-        "share_p_below_0.05": {v: sum(x < 0.05 for x in ps) / len(ps) for v, ps in p.items()},
+        "share_p_below_0.05": {v: k / len(results) for v, k in below.items()},
+        "share_ci": {  # exact (Clopper-Pearson) 95 % interval of each share
+            v: list(binomtest(k, len(results)).proportion_ci(0.95)) for v, k in below.items()
+        },
         "min_p": {v: min(ps) for v, ps in p.items()},
         "wall_s": {
             step: common.median([r[f"{step}_wall_s"] for r in results])
@@ -128,6 +143,7 @@ def main() -> int:
     if not results:
         raise SystemExit(f"{args.scratch}: no finished null")
     found = summary(results, args, args.model)
+    print(json.dumps({k: found[k] for k in ("n", "share_p_below_0.05", "share_ci", "min_p")}))
     if args.update:
         import report
         from bench import machine
