@@ -1,8 +1,8 @@
-"""The two-dataset path on a dataset laid out as OpenNeuro ds004000 (CLASSIFICATION.md):
-three-digit participant labels, two tasks of one run each, Biosemi EXG channels in the
-BrainVision files (and with no position in the participant-level electrodes.tsv), patients'
-files with two more EXG channels and shorter runs, no channels.tsv, no events.tsv, and a
-proposer sidecar whose TaskName says "responder"."""
+"""The two-dataset path on a dataset laid out as OpenNeuro ds004000 (the seed's
+classification dataset): three-digit participant labels, two tasks of one run each, Biosemi
+EXG channels in the BrainVision files (and with no position in the participant-level
+electrodes.tsv), patients' files with two more EXG channels and shorter runs, no
+channels.tsv, no events.tsv, and a proposer sidecar whose TaskName says "responder"."""
 
 from __future__ import annotations
 
