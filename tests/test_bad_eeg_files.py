@@ -240,18 +240,26 @@ def test_a_few_flat_channels_are_interpolated_with_a_warning(bids, tmp_path, cap
 def test_a_channel_not_recorded_in_volts_is_interpolated_with_a_warning(bids, tmp_path, capsys):
     """A unit MNE does not know (a typo in the header) makes the channel misc without a
     unit; channels.tsv still types it EEG, and its amplitude would be off by 1e6."""
+    _fp1_in_microwatts(bids)
+    code, errors, log = _run(bids, tmp_path, capsys)
+    assert (code, errors) == (0, [])
+    assert f"WARNING | {bids / EEG_DIR}/{NOT_VOLTS}" in log
+    assert "interpolated missing channel(s) Fp1" in log
+
+
+#: the warning for :func:`_fp1_in_microwatts`
+NOT_VOLTS = (
+    f"{RUN}_eeg.vhdr: 1 of 8 EEG channels are not recorded in volts (Fp1: unit 'µW'): "
+    "treated as missing"
+)
+
+
+def _fp1_in_microwatts(bids: Path) -> None:
+    """A typo in the header's unit of Fp1."""
     vhdr = bids / EEG_DIR / f"{RUN}_eeg.vhdr"
     text = vhdr.read_text(encoding="utf-8")
     assert "Ch1=Fp1,,0.1,µV" in text
     vhdr.write_text(text.replace("Ch1=Fp1,,0.1,µV", "Ch1=Fp1,,0.1,µW"), encoding="utf-8")
-    code, errors, log = _run(bids, tmp_path, capsys)
-    assert (code, errors) == (0, [])
-    warning = (
-        f"{RUN}_eeg.vhdr: 1 of 8 EEG channels are not recorded in volts (Fp1: unit 'µW'): "
-        "treated as missing"
-    )
-    assert f"WARNING | {bids / EEG_DIR}/{warning}" in log
-    assert "interpolated missing channel(s) Fp1" in log
 
 
 def test_a_high_rate_recording_is_checked_on_its_own_header(tmp_path, capsys):
@@ -262,20 +270,13 @@ def test_a_high_rate_recording_is_checked_on_its_own_header(tmp_path, capsys):
     channels = bids / EEG_DIR / f"{RUN}_channels.tsv"  # types Fp1 EEG; ECG left unlisted
     lines = channels.read_text(encoding="utf-8").splitlines(keepends=True)
     channels.write_text("".join(x for x in lines if not x.startswith("ECG\t")), encoding="utf-8")
-    vhdr = bids / EEG_DIR / f"{RUN}_eeg.vhdr"
-    text = vhdr.read_text(encoding="utf-8")
-    assert "Ch1=Fp1,,0.1,µV" in text
-    vhdr.write_text(text.replace("Ch1=Fp1,,0.1,µV", "Ch1=Fp1,,0.1,µW"), encoding="utf-8")
+    _fp1_in_microwatts(bids)
     code, errors, log = _run(bids, tmp_path, capsys)
     assert (code, errors) == (0, [])
     assert "desc-downsampled" in " ".join(p.name for p in (tmp_path / "work").rglob("*.vhdr"))
-    warning = (
-        f"{RUN}_eeg.vhdr: 1 of 8 EEG channels are not recorded in volts (Fp1: unit 'µW'): "
-        "treated as missing"
-    )
-    assert f"WARNING | {bids / EEG_DIR}/{warning}" in log
+    assert f"WARNING | {bids / EEG_DIR}/{NOT_VOLTS}" in log
     # the simulator's ECG channel: typed EEG by the BrainVision file, not by channels.tsv
-    assert f"{vhdr}: ECG typed EEG, but the name says otherwise" in log
+    assert f"{bids / EEG_DIR}/{RUN}_eeg.vhdr: ECG typed EEG, but the name says otherwise" in log
 
 
 # --------------------------------------------------------------------------- EDF, BDF, EEGLAB
