@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mne
@@ -57,6 +59,27 @@ def test_another_seed_gives_other_data(tmp_path):
         != b["sub-01/func/sub-01_task-rest_bold.nii.gz"]
     )
     assert a["sub-01/eeg/sub-01_task-rest_eeg.eeg"] != b["sub-01/eeg/sub-01_task-rest_eeg.eeg"]
+
+
+def test_participants_simulated_at_a_time_give_the_same_dataset(tmp_path):
+    # in fresh processes (the CLI's): the workers are forked, and this pytest process may
+    # run TensorFlow's threads
+    for name, nprocs in (("one", "1"), ("three", "3")):
+        args = [str(tmp_path / name), "--participants", "3", "--sessions", "2", "--volumes",
+                "20", "--channels", "8", "--grid", "12", "13", "8", "--seed", "4",
+                "--nprocs", nprocs]  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bids_eeg2fmri.simulate.cli", *args],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        said = re.findall(r"\[(\d+)/6\] sub-(\d+) ses-(\d+)", done.stderr)
+        assert sorted(said) == sorted(
+            (str(k), f"{p:02d}", f"{s:02d}")
+            for k, (p, s) in enumerate(((p, s) for p in (1, 2, 3) for s in (1, 2)), start=1)
+        )
+    assert tree_digest(tmp_path / "one") == tree_digest(tmp_path / "three")
 
 
 def test_sessions_runs_and_simultaneity(tmp_path):

@@ -14,6 +14,7 @@ from bids_eeg2fmri import __version__
 from bids_eeg2fmri.cli.parser import OneLineErrorParser
 from bids_eeg2fmri.errors import CannotCreateError, UsageError
 from bids_eeg2fmri.option_values import (
+    available_cpus,
     number_parser,
     parse_non_negative_int,
     parse_positive_float,
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir", type=Path, help="new (or empty) folder for the dataset")
     p.add_argument("--version", action="version", version=f"{PROG} v{__version__}")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--nprocs",
+        type=_positive_int,
+        default=available_cpus(),
+        help="participants simulated at a time (default: the CPUs available); the dataset "
+        "does not depend on it",
+    )
     p.add_argument(
         "--participants",
         type=_positive_int,
@@ -297,7 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     try:
         config.check()
-        root = simulate_dataset(config, args.output_dir, overwrite=args.overwrite)
+        root = simulate_dataset(
+            config, args.output_dir, overwrite=args.overwrite, nprocs=args.nprocs
+        )
     except ValueError as err:
         return _fail(str(err), UsageError.exit_code, args.verbose)
     except OutputExistsError as err:

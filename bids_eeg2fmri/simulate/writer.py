@@ -10,10 +10,12 @@ import csv
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +43,11 @@ class OutputExistsError(Exception):
 
 
 def simulate_dataset(
-    config: SimulationConfig, output_dir: Path, *, overwrite: bool = False
+    config: SimulationConfig, output_dir: Path, *, overwrite: bool = False, nprocs: int = 1
 ) -> Path:
-    """Simulate and write a whole dataset; return its root.
+    """Simulate and write a whole dataset, ``nprocs`` participants at a time; return its
+    root. Every participant's random numbers come from its own seed, so the dataset does
+    not depend on ``nprocs``.
 
     Raises
     ------
@@ -64,7 +68,7 @@ def simulate_dataset(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        _write(config, tmp)
+        _write(config, tmp, nprocs=nprocs)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         tmp.rename(output_dir)
@@ -79,58 +83,76 @@ def _labels(n: int) -> list[str | None]:
     return [None] if n == 1 else [f"{i:02d}" for i in range(1, n + 1)]
 
 
-def _write(config: SimulationConfig, root: Path) -> None:
+def _write(config: SimulationConfig, root: Path, *, nprocs: int = 1) -> None:
+    subjects = [f"{i:02d}" for i in range(1, config.n_participants + 1)]
+    numbers = list(range(1, len(subjects) + 1))
+    workers = min(nprocs, len(subjects))
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        # forked workers (no TensorFlow in this process) keep the log handlers
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            n = len(subjects)
+            parts = list(pool.map(_write_participant, [config] * n, [root] * n, numbers, subjects))
+    else:
+        parts = [
+            _write_participant(config, root, p, s) for p, s in zip(numbers, subjects, strict=True)
+        ]
+    truth = {"participants": {}, "runs": []}
+    for subject, (participant, runs) in zip(subjects, parts, strict=True):
+        truth["participants"][subject] = participant
+        truth["runs"] += runs
+    write_top_level(config, root, subjects, truth)
+
+
+def _write_participant(
+    config: SimulationConfig, root: Path, p: int, subject: str
+) -> tuple[dict, list[dict]]:
+    """Write participant ``p``'s runs; its entries of the ground truth (participant, runs)."""
     import mne
 
     mne.set_log_level("ERROR")
-    subjects = [f"{i:02d}" for i in range(1, config.n_participants + 1)]
     sessions, runs = _labels(config.n_sessions), _labels(config.n_runs)
-    total = len(subjects) * len(sessions) * len(runs)
-    truth = {"participants": {}, "runs": []}
-    done = 0
-    for p, subject in enumerate(subjects, start=1):
-        head = make_head(config, p)
-        truth["participants"][subject] = {
-            "source_positions_mm": head.source_positions_mm,
-            "coupling_pct": {k: round(v, 4) for k, v in head.couplings.items()},
-        }
-        _write_maps(root / TRUTH / f"sub-{subject}" / "anat", subject, head)
-        for s, session in enumerate(sessions, start=1):
-            for r, run in enumerate(runs, start=1):
-                done += 1
-                LOGGER.info(
-                    "[%d/%d] sub-%s%s%s: %d volumes, %d EEG channels",
-                    done,
-                    total,
-                    subject,
-                    f" ses-{session}" if session else "",
-                    f" run-{int(run)}" if run else "",
-                    config.n_volumes,
-                    config.n_channels,
-                )
-                data = simulate_run(config, head, p, s, r)
-                entities = _entities(subject, session, config.task, run)
-                acq_time = dt.datetime(2024, 1, 1, 9, 0, tzinfo=dt.UTC) + dt.timedelta(
-                    days=p - 1 + 7 * (s - 1), minutes=20 * (r - 1)
-                )
-                eeg_file = _write_eeg(config, root, subject, session, run, data, acq_time)
-                bold_file = None
-                if not config.eeg_only:
-                    bold_file = _write_bold(config, root, subject, session, entities, head, data)
-                    _add_scan(eeg_file, bold_file, acq_time)
-                    _write_run_truth(config, root / TRUTH, subject, session, entities, head, data)
-                if data.clean_eeg is not None:
-                    _write_mr_truth(
-                        config, root / TRUTH, subject, session, entities, data, acq_time
-                    )
-                truth["runs"].append(
-                    {
-                        "eeg": eeg_file.relative_to(root).as_posix(),
-                        "bold": bold_file.relative_to(root).as_posix() if bold_file else None,
-                        **data.summary,
-                    }
-                )
-    write_top_level(config, root, subjects, truth)
+    total = config.n_participants * len(sessions) * len(runs)
+    head = make_head(config, p)
+    participant = {
+        "source_positions_mm": head.source_positions_mm,
+        "coupling_pct": {k: round(v, 4) for k, v in head.couplings.items()},
+    }
+    written = []
+    _write_maps(root / TRUTH / f"sub-{subject}" / "anat", subject, head)
+    for s, session in enumerate(sessions, start=1):
+        for r, run in enumerate(runs, start=1):
+            LOGGER.info(
+                "[%d/%d] sub-%s%s%s: %d volumes, %d EEG channels",
+                ((p - 1) * len(sessions) + s - 1) * len(runs) + r,
+                total,
+                subject,
+                f" ses-{session}" if session else "",
+                f" run-{int(run)}" if run else "",
+                config.n_volumes,
+                config.n_channels,
+            )
+            data = simulate_run(config, head, p, s, r)
+            entities = _entities(subject, session, config.task, run)
+            acq_time = dt.datetime(2024, 1, 1, 9, 0, tzinfo=dt.UTC) + dt.timedelta(
+                days=p - 1 + 7 * (s - 1), minutes=20 * (r - 1)
+            )
+            eeg_file = _write_eeg(config, root, subject, session, run, data, acq_time)
+            bold_file = None
+            if not config.eeg_only:
+                bold_file = _write_bold(config, root, subject, session, entities, head, data)
+                _add_scan(eeg_file, bold_file, acq_time)
+                _write_run_truth(config, root / TRUTH, subject, session, entities, head, data)
+            if data.clean_eeg is not None:
+                _write_mr_truth(config, root / TRUTH, subject, session, entities, data, acq_time)
+            written.append(
+                {
+                    "eeg": eeg_file.relative_to(root).as_posix(),
+                    "bold": bold_file.relative_to(root).as_posix() if bold_file else None,
+                    **data.summary,
+                }
+            )
+    return participant, written
 
 
 def _entities(subject: str, session: str | None, task: str, run: str | None) -> str:
