@@ -82,6 +82,20 @@ def test_participants_simulated_at_a_time_give_the_same_dataset(tmp_path):
     assert tree_digest(tmp_path / "one") == tree_digest(tmp_path / "three")
 
 
+def test_no_forked_participants_beside_tensorflow(tmp_path, monkeypatch):
+    import types
+
+    from bids_eeg2fmri.simulate import writer
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("forked beside TensorFlow")
+
+    monkeypatch.setattr(writer, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    config = SimulationConfig(**{**TINY, "n_participants": 2})
+    assert (simulate_dataset(config, tmp_path / "ds", nprocs=2) / "sub-02").is_dir()
+
+
 def test_sessions_runs_and_simultaneity(tmp_path):
     config = SimulationConfig(**{**TINY, "n_participants": 2}, n_sessions=2, n_runs=2)
     root = simulate_dataset(config, tmp_path / "ds")

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -87,8 +88,10 @@ def _write(config: SimulationConfig, root: Path, *, nprocs: int = 1) -> None:
     subjects = [f"{i:02d}" for i in range(1, config.n_participants + 1)]
     numbers = list(range(1, len(subjects) + 1))
     workers = min(nprocs, len(subjects))
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        # forked workers (no TensorFlow in this process) keep the log handlers
+    # forked workers keep the log handlers; never fork a process that runs TensorFlow's
+    # threads (a library user's, or a test session's): one at a time there
+    forkable = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
+    if workers > 1 and forkable:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             n = len(subjects)
