@@ -85,21 +85,19 @@ def _labels(n: int) -> list[str | None]:
 
 
 def _write(config: SimulationConfig, root: Path, *, nprocs: int = 1) -> None:
-    subjects = [f"{i:02d}" for i in range(1, config.n_participants + 1)]
-    numbers = list(range(1, len(subjects) + 1))
-    workers = min(nprocs, len(subjects))
+    numbers = list(range(1, config.n_participants + 1))
+    subjects = [f"{p:02d}" for p in numbers]
+    workers = min(nprocs, len(numbers))
     # forked workers keep the log handlers; never fork a process that runs TensorFlow's
     # threads (a library user's, or a test session's): one at a time there
     forkable = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
     if workers > 1 and forkable:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            n = len(subjects)
-            parts = list(pool.map(_write_participant, [config] * n, [root] * n, numbers, subjects))
+            n = len(numbers)
+            parts = list(pool.map(_write_participant, [config] * n, [root] * n, numbers))
     else:
-        parts = [
-            _write_participant(config, root, p, s) for p, s in zip(numbers, subjects, strict=True)
-        ]
+        parts = [_write_participant(config, root, p) for p in numbers]
     truth = {"participants": {}, "runs": []}
     for subject, (participant, runs) in zip(subjects, parts, strict=True):
         truth["participants"][subject] = participant
@@ -107,12 +105,11 @@ def _write(config: SimulationConfig, root: Path, *, nprocs: int = 1) -> None:
     write_top_level(config, root, subjects, truth)
 
 
-def _write_participant(
-    config: SimulationConfig, root: Path, p: int, subject: str
-) -> tuple[dict, list[dict]]:
+def _write_participant(config: SimulationConfig, root: Path, p: int) -> tuple[dict, list[dict]]:
     """Write participant ``p``'s runs; its entries of the ground truth (participant, runs)."""
     import mne
 
+    subject = f"{p:02d}"
     mne.set_log_level("ERROR")
     sessions, runs = _labels(config.n_sessions), _labels(config.n_runs)
     total = config.n_participants * len(sessions) * len(runs)
