@@ -151,17 +151,7 @@ def section(results: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for effect, figures in found["effects"].items():
-        for view, m in figures["views"].items():
-            delta = (
-                "" if view == "bandpower" or m["delta_auc_vs_bandpower"] is None
-                else f"{m['delta_auc_vs_bandpower']:+.2f} [{m['delta_ci_low']:+.2f}, "
-                f"{m['delta_ci_high']:+.2f}]"
-            )  # fmt: skip
-            p = "n/a" if m["p_permutation"] is None else f"{m['p_permutation']:.3f}"
-            lines.append(
-                f"| {effect} | {view} | {m['auc']:.2f} [{m['auc_ci_low']:.2f}, "
-                f"{m['auc_ci_high']:.2f}] | {p} | {m['balanced_accuracy']:.2f} | {delta} |"
-            )
+        lines += [_view_row(effect, view, m) for view, m in figures["views"].items()]
     nulls = found.get("nulls")
     if nulls:
         lines += [
@@ -177,13 +167,55 @@ def section(results: dict) -> list[str]:
         ]
         for view, share in nulls["share_p_below_0.05"].items():
             lines.append(f"| {view} | {share:.2f} | {nulls['min_p'][view]:.3f} |")
-    lines += _null_simulations(found.get("null_simulations"))
     lines += ["", "| effect | participant level (s) | group level (s) |", "|---|---|---|"]
     for effect, figures in found["effects"].items():
         lines.append(
             f"| {effect} | {figures['participant_wall_s']:.0f} | {figures['group_wall_s']:.0f} |"
         )
+    lines += _effect_simulations(found.get("effect_simulations"))
+    lines += _null_simulations(found.get("null_simulations"))
     return lines + [""]
+
+
+def _view_row(effect: str, view: str, m: dict) -> str:
+    """A row of the AUC tables."""
+    delta = (
+        "" if view == "bandpower" or m["delta_auc_vs_bandpower"] is None
+        else f"{m['delta_auc_vs_bandpower']:+.2f} [{m['delta_ci_low']:+.2f}, "
+        f"{m['delta_ci_high']:+.2f}]"
+    )  # fmt: skip
+    p = "n/a" if m["p_permutation"] is None else f"{m['p_permutation']:.3f}"
+    return (
+        f"| {effect} | {view} | {m['auc']:.2f} [{m['auc_ci_low']:.2f}, "
+        f"{m['auc_ci_high']:.2f}] | {p} | {m['balanced_accuracy']:.2f} | {delta} |"
+    )
+
+
+def _effect_simulations(found: dict | None) -> list[str]:
+    """The paragraph and table of ``classify_nulls.py --effects``: the model of the null
+    simulations on datasets with a group effect."""
+    if not found:
+        return []
+    lines = [
+        "",
+        f"With the null simulations' model ({found['date']}, commit {found['commit']}: "
+        f"`{found['command']}`): datasets simulated with `{' '.join(found['options'])} "
+        "--group-effect SIZE` (seeds 400, 401, ...), each through `participant --model` "
+        f"({found.get('model_note') or Path(found['model']).name}; LRP off) and `group "
+        f"--classify group --cv-folds {found['folds']} --cv-repeats {found['repeats']} "
+        f"--permutations {found['permutations']}`.",
+        "",
+        "| effect | view | AUC [95 % interval] | p | balanced accuracy | vs bandpower |",
+        "|---|---|---|---|---|---|",
+    ]
+    for effect, figures in found["effects"].items():
+        lines += [_view_row(effect, view, m) for view, m in figures["views"].items()]
+    walls = "; ".join(
+        f"effect {effect}: simulation {f['simulate_wall_s']:.0f} s, participant level "
+        f"{f['participant_wall_s']:.0f} s, group level {f['group_wall_s']:.0f} s"
+        for effect, f in found["effects"].items()
+    )
+    return lines + ["", f"Wall time: {walls}."]
 
 
 def _null_simulations(nulls: dict | None) -> list[str]:
