@@ -647,3 +647,31 @@ def test_reports_left_when_the_processes_stop_are_written_here(fake, monkeypatch
     assert "The report processes stopped (a worker was killed): the 1 report(s) left" in (
         caplog.text
     )
+
+
+def test_reports_from_a_script_without_a_main_guard_are_written_here(fake, tmp_path):
+    """Spawned processes run the calling script again from the top; one without
+    ``if __name__ == "__main__":`` stops them at their start: the reports come from this
+    process, with a warning, and not from a rerun of the script."""
+    import subprocess
+    import sys
+
+    output, bids = fake
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "from bids_eeg2fmri.reports.html.batch import write_participant_reports\n"
+        "logging.basicConfig(level='WARNING')\n"
+        f"out, ds = Path({str(output)!r}), Path({str(bids)!r})\n"
+        "pages = write_participant_reports(out, ['01', '02'], bids_dir=ds, nprocs=2, mem_gb=8)\n"
+        "print('PAGES', *[p.name for p in pages])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["PAGES sub-01.html sub-02.html"]
+    assert "No report process could start" in done.stderr
+    assert 'needs `if __name__ == "__main__":`' in done.stderr
+    assert (output / "sub-01.html").is_file() and (output / "sub-02.html").is_file()

@@ -6,7 +6,8 @@ Each report is built from the outputs on disk, independently of the others, so
 which a forked child must not inherit. Their log records come back through a queue (held by
 a manager process, so that a worker killed while logging cannot block it) to this
 process's loggers, so the console and the log file read as if the reports had been
-written here. Should the workers die, the reports left are written here, one at a time.
+written here. Should the workers die, or not start, the reports left are written here,
+one at a time.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def write_participant_reports(
                 need,
             )
     done = 0
-    if workers > 1:
+    manager = _start_manager() if workers > 1 else None
+    if manager is not None:
         context = multiprocessing.get_context("spawn")
-        with context.Manager() as manager:
+        with manager:
             queue = manager.Queue()
             listener = logging.handlers.QueueListener(queue, _ToLoggers())
             listener.start()
@@ -75,6 +77,23 @@ def write_participant_reports(
                     listener.stop()
     for subject in subjects[done:]:
         yield write_participant_report(output_dir, subject, bids_dir=bids_dir)
+
+
+def _start_manager():
+    """The log queue's manager process, or None (with a warning) when no process starts:
+    e.g. a script without ``if __name__ == "__main__":`` that runs the CLI's ``main``,
+    which every spawned process runs again from the top (and stops at its first process)."""
+    try:
+        return multiprocessing.get_context("spawn").Manager()
+    except (EOFError, OSError) as err:
+        LOGGER.warning(
+            "No report process could start (%s: %s; a script that calls bids_eeg2fmri "
+            'needs `if __name__ == "__main__":`): the reports are written here, one at '
+            "a time",
+            type(err).__name__,
+            err or "it stopped at once",
+        )
+        return None
 
 
 def report_memory_gb(output_dir: Path, subject: str) -> float:
