@@ -16,6 +16,8 @@ from common import Context, median
 
 EEG_SHAPE = (64, 134, 10)  # channels, frequency bins, windows: the original's model input
 GRID = (64, 64, 30)
+TR = 2.16  # s: the original's; the input's bins are k / TR Hz (the HRF path's weights)
+BINS = {"tr": TR, "frequencies": [k / TR for k in range(1, EEG_SHAPE[1] + 1)]}
 SFREQ, TR = 250.0, 2.16
 TRAIN_BATCH, SYNTH_BATCH = 4, 16  # the original's training batch; synthesis in batches of 16
 ORIGINAL = Path(__file__).parent / "original"
@@ -181,7 +183,7 @@ def _preset_speed(
     from bids_eeg2fmri.models.training import ORIGINAL_LEARNING_RATE, batched, compile_training
 
     steps, repeats = _steps(ctx)
-    built = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID)
+    built = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID, **BINS)
     compile_training(built, PRESETS[preset], ORIGINAL_LEARNING_RATE)
     x, y = eeg[:TRAIN_BATCH], bold[:TRAIN_BATCH]
     zero = np.zeros(TRAIN_BATCH, np.float32)
@@ -267,7 +269,7 @@ def lrp(ctx: Context, preset: str = "compact") -> dict:
         bands[b, lo:hi] = True
     repeats = _steps(ctx)[1]
     with tf.device("/CPU:0"):
-        model = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID).synthesis
+        model = build_models(PRESETS[preset], eeg_shape=EEG_SHAPE, grid=GRID, **BINS).synthesis
         for w in model.weights:
             if any(k in w.path for k in ("bias", "beta", "moving_mean")):
                 w.assign(0.1 * rng.standard_normal(w.shape).astype(np.float32))

@@ -135,3 +135,9 @@ def run_cli(args, capsys) -> tuple[int, list[str]]:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     return code, [line for line in err.splitlines() if line.startswith("bids-eeg2fmri: error:")]
+
+
+def input_bins(eeg_shape, tr: float = 2.0) -> dict:
+    """``tr`` and ``frequencies`` for build_models: the FFT bins ``k / TR`` of TR-long
+    windows, ``k = 1 ... freqs`` (as the features have them)."""
+    return {"tr": tr, "frequencies": [k / tr for k in range(1, int(eeg_shape[1]) + 1)]}

@@ -13,6 +13,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from conftest import input_bins  # noqa: E402
 from keras import layers  # noqa: E402
 
 from bids_eeg2fmri.explain import lrp  # noqa: E402
@@ -68,7 +69,7 @@ def seeded():
 def compact():
     """The compact synthesis model with non-zero biases everywhere."""
     keras.utils.set_random_seed(0)
-    model = build_models(PRESETS["compact"], eeg_shape=EEG, grid=GRID).synthesis
+    model = build_models(PRESETS["compact"], eeg_shape=EEG, grid=GRID, **input_bins(EEG)).synthesis
     set_biases(model, 0.1)
     return model
 
@@ -287,7 +288,7 @@ def test_lrp0_is_gradient_times_input_in_a_relu_network_without_bias():
     arch = dataclasses.replace(
         PRESETS["compact"], topographical_attention=False, fourier=None, style=None
     )
-    model = build_models(arch, eeg_shape=EEG, grid=GRID).synthesis
+    model = build_models(arch, eeg_shape=EEG, grid=GRID, **input_bins(EEG)).synthesis
     gen = rng(5)
     for w in model.weights:
         if w.name in ("gamma", "moving_variance"):
@@ -316,7 +317,7 @@ def test_every_preset_conserves_relevance_without_biases(preset):
         arch = dataclasses.replace(
             arch, fmri_blocks=compact.fmri_blocks, fmri_pool=compact.fmri_pool
         )
-    model = build_models(arch, eeg_shape=eeg_shape, grid=grid).synthesis
+    model = build_models(arch, eeg_shape=eeg_shape, grid=grid, **input_bins(eeg_shape)).synthesis
     set_biases(model, 0.0)
     x = rng().standard_normal((4, *eeg_shape)).astype("float32")
     r = lrp.relevance(model, x, epsilon=1e-9)
@@ -386,7 +387,9 @@ def test_voxel_band_relevance_adds_up_to_bands_regions_and_single_voxels(compact
 
 
 def test_variational_models_explain_the_mean_channel():
-    model = build_models(PRESETS["compact-variational"], eeg_shape=EEG, grid=GRID).synthesis
+    model = build_models(
+        PRESETS["compact-variational"], eeg_shape=EEG, grid=GRID, **input_bins(EEG)
+    ).synthesis
     set_biases(model, 0.0)
     x = rng().standard_normal((2, *EEG)).astype("float32")
     check = lrp.conservation(model, x, epsilon=1e-9)
@@ -462,7 +465,7 @@ def test_errors_say_what_is_wrong(compact, eeg):
         lrp.region_relevance(compact, eeg, np.ones((2, 3, 3, 3)))
     with pytest.raises(ValueError, match="band_masks"):
         lrp.voxel_band_relevance(compact, eeg, np.ones((2, 7), bool))
-    built = build_models(PRESETS["compact"], eeg_shape=EEG, grid=GRID)
+    built = build_models(PRESETS["compact"], eeg_shape=EEG, grid=GRID, **input_bins(EEG))
     with pytest.raises(ValueError, match="training model"):
         lrp.relevance(built.training, eeg)
     assert lrp.relevance(built, eeg[:1]).shape == (1, *EEG)  # BuiltModels: its synthesis
@@ -620,7 +623,7 @@ def test_models_with_a_reference_conserve_relevance_with_biases(preset):
         arch = dataclasses.replace(
             arch, fmri_blocks=compact.fmri_blocks, fmri_pool=compact.fmri_pool
         )
-    model = build_models(arch, eeg_shape=eeg_shape, grid=grid).synthesis
+    model = build_models(arch, eeg_shape=eeg_shape, grid=grid, **input_bins(eeg_shape)).synthesis
     set_biases(model, 0.3)
     x = rng().standard_normal((3, *eeg_shape)).astype("float32")
     y = outputs(model, x[..., None])[..., 0]
@@ -764,7 +767,12 @@ def test_planted_signal_on_the_compact_preset_with_a_zero_reference():
     for region, channel, bins in plants:
         source = 2 * x[:, channel, bins].mean(axis=(1, 2))
         target[..., 0] += regions[region] * source[:, None, None, None]
-    model = build_models(PRESETS["compact"], eeg_shape=(channels, freqs, windows), grid=grid)
+    model = build_models(
+        PRESETS["compact"],
+        eeg_shape=(channels, freqs, windows),
+        grid=grid,
+        **input_bins((channels, freqs, windows)),
+    )
     model = model.synthesis
     model.compile(keras.optimizers.Adam(1e-2), "mse")
     model.fit(x[:1024, ..., None], target[:1024], epochs=6, batch_size=64, verbose=0)

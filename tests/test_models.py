@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import input_bins  # noqa: E402
 
 from bids_eeg2fmri.models import layers as L  # noqa: E402
 from bids_eeg2fmri.models.synthesizer import PRESETS, build_models, count_trainable  # noqa: E402
@@ -148,7 +149,12 @@ def test_dense_variational_samples_in_training_and_adds_its_kl():
 
 # --------------------------------------------------------------------------- presets
 def test_noddi_tafp_has_the_originals_parameter_count():
-    models = build_models(PRESETS["noddi-tafp"], eeg_shape=(64, 134, 10), grid=(64, 64, 30))
+    models = build_models(
+        PRESETS["noddi-tafp"],
+        eeg_shape=(64, 134, 10),
+        grid=(64, 64, 30),
+        **input_bins((64, 134, 10)),
+    )
     assert count_trainable(models.training) == 44_741_047
     assert models.synthesis.output_shape == (None, 64, 64, 30, 1)
 
@@ -156,7 +162,9 @@ def test_noddi_tafp_has_the_originals_parameter_count():
 @pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"noddi-tafp"}))
 def test_every_preset_builds_at_small_shapes_or_says_why(preset):
     try:
-        models = build_models(PRESETS[preset], eeg_shape=(12, 40, 4), grid=(12, 13, 8))
+        models = build_models(
+            PRESETS[preset], eeg_shape=(12, 40, 4), grid=(12, 13, 8), **input_bins((12, 40, 4))
+        )
     except ValueError as err:  # the original's kernels do not fit tiny inputs
         assert preset != "compact" and "larger than its input" in str(err)
         return
@@ -173,7 +181,9 @@ def test_the_latent_term_is_the_originals_only_in_its_architecture():
 
 
 def test_batchnorm_runs_in_inference_mode_at_synthesis():
-    models = build_models(PRESETS["compact"], eeg_shape=(12, 40, 4), grid=(12, 13, 8))
+    models = build_models(
+        PRESETS["compact"], eeg_shape=(12, 40, 4), grid=(12, 13, 8), **input_bins((12, 40, 4))
+    )
     x = RNG.standard_normal((4, 12, 40, 4, 1)).astype("float32")
     alone = models.synthesis.predict(x[:1], verbose=0)
     batched = models.synthesis.predict(x, batch_size=4, verbose=0)
@@ -182,7 +192,9 @@ def test_batchnorm_runs_in_inference_mode_at_synthesis():
 
 @pytest.mark.parametrize("preset", ["compact", "compact-variational"])
 def test_a_saved_model_reloads_in_a_new_process_in_safe_mode(tmp_path, preset):
-    models = build_models(PRESETS[preset], eeg_shape=(12, 40, 4), grid=(12, 13, 8), seed=3)
+    models = build_models(
+        PRESETS[preset], eeg_shape=(12, 40, 4), grid=(12, 13, 8), seed=3, **input_bins((12, 40, 4))
+    )
     path = tmp_path / "m.keras"
     models.synthesis.save(path)
     x = RNG.standard_normal((2, 12, 40, 4, 1)).astype("float32")
@@ -257,7 +269,12 @@ def test_variational_training_moves_the_mean_as_the_point_loss_does(loss):
 def test_the_variational_scale_learns_without_training_the_shared_layers():
     import tensorflow as tf
 
-    models = build_models(PRESETS["compact-variational"], eeg_shape=(12, 40, 4), grid=(12, 13, 8))
+    models = build_models(
+        PRESETS["compact-variational"],
+        eeg_shape=(12, 40, 4),
+        grid=(12, 13, 8),
+        **input_bins((12, 40, 4)),
+    )
     x = tf.constant(RNG.standard_normal((2, 12, 40, 4, 1)).astype("float32"))
     weights = models.synthesis.trainable_weights
     with tf.GradientTape(persistent=True) as tape:

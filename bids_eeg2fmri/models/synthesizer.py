@@ -19,6 +19,7 @@ Every shape comes from the data (``eeg_shape``, ``grid``) and these settings.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 Block = tuple[tuple[int, int, int], tuple[int, int, int]]  # (kernel, strides)
@@ -57,6 +58,11 @@ class Architecture:
     # ceiling on a held-out participant with "mse", 0.52 with "mae" (mean of 3 seeds;
     # benchmarks/NOTES.md)
     loss: str = "mae"
+    # a linear path from the input's band power, weighted over its windows by the canonical
+    # HRF (initial weights: bids_eeg2fmri.models.priors), to the decoder's input, beside the
+    # convolutions: the ridge baseline's prior, which the convolutions must otherwise learn
+    # from the data. Measured at 6 x 150: benchmarks/NOTES.md, "An HRF path"
+    hrf_path: bool = False
 
     def check(self) -> None:
         if self.style == "conditional" and not self.topographical_attention:
@@ -96,6 +102,7 @@ PRESETS: dict[str, Architecture] = {
         fmri_dropout=0.2,
         latent_weight=0.0,
         loss="mse",
+        hrf_path=True,
     ),
 }
 # the compact network with the variational outputs: uncertainty maps on a CPU
@@ -122,9 +129,12 @@ def build_models(
     grid: tuple[int, int, int],
     compat_loss: bool = False,
     seed: int = 0,
+    tr: float | None = None,
+    frequencies: Sequence[float] | None = None,
 ) -> BuiltModels:
     """Build the Keras models for EEG inputs of ``eeg_shape`` (channels, freqs, windows)
-    and BOLD volumes on ``grid``."""
+    and BOLD volumes on ``grid``; ``tr`` (s) and the ``frequencies`` (Hz) of the input's
+    bins set the initial weights of the HRF path (``arch.hrf_path``)."""
     import keras
     from keras import layers
 
@@ -132,6 +142,12 @@ def build_models(
 
     arch.check()
     channels, freqs, windows = (int(n) for n in eeg_shape)
+    if arch.hrf_path and (tr is None or frequencies is None or len(frequencies) != freqs):
+        raise ValueError(
+            f"the HRF path needs the TR and the {freqs} frequencies of the input's bins; "
+            f"received tr={tr} and {None if frequencies is None else len(frequencies)} "
+            "frequencies"
+        )
     grid = tuple(int(n) for n in grid)
     units = int(arch.latent_shape[0] * arch.latent_shape[1] * arch.latent_shape[2])
 
@@ -161,6 +177,8 @@ def build_models(
         h = layers.Multiply(name="styled")([h, style])
     elif arch.style == "prior":
         h = L.StylePrior(name="style_prior")(h)
+    if arch.hrf_path:
+        h = layers.Add(name="decoder_input")([h, _hrf_path(eeg, units, tr, frequencies)])
     volume = _decode(arch, h, grid, "decoder")
     y_hat = layers.Conv3D(1, 1, name="synth_volume")(volume)
     if arch.variational:
@@ -190,6 +208,35 @@ def build_models(
     synthesis = keras.Model(eeg, y_hat, name="eeg_to_fmri")
     attention = keras.Model(eeg, graph, name="attention_graph") if graph is not None else None
     return BuiltModels(training, synthesis, attention)
+
+
+def _hrf_path(eeg, units: int, tr: float, frequencies: Sequence[float]):
+    """``Dense(units)`` of the input's band power weighted by the HRF over its windows
+    (two bias-free linear maps, initialised as in :mod:`bids_eeg2fmri.models.priors`)."""
+    import keras
+    from keras import layers
+
+    from bids_eeg2fmri.models.priors import band_matrix, hrf_window_weights
+
+    channels, freqs, windows = (int(n) for n in eeg.shape[1:4])
+    window_weights = hrf_window_weights(tr, windows)[:, None]
+    bands, _ = band_matrix(frequencies)
+    x = layers.Reshape((channels, freqs, windows), name="hrf_input")(eeg)
+    x = layers.Dense(
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.Constant(window_weights.tolist()),
+        name="hrf_windows",
+    )(x)
+    x = layers.Reshape((channels, freqs), name="hrf_spectra")(x)
+    x = layers.Dense(
+        bands.shape[1],
+        use_bias=False,
+        kernel_initializer=keras.initializers.Constant(bands.tolist()),
+        name="hrf_bands",
+    )(x)
+    x = layers.Flatten(name="hrf_band_power")(x)
+    return layers.Dense(units, name="hrf_latent")(x)
 
 
 def _conv_stack(arch: Architecture, x, blocks, pool, prefix: str):

@@ -236,7 +236,13 @@ def train(
     )
     with strategy.scope():
         models = build_models(
-            arch, eeg_shape=eeg_shape, grid=grid, compat_loss=compat_loss, seed=seed
+            arch,
+            eeg_shape=eeg_shape,
+            grid=grid,
+            compat_loss=compat_loss,
+            seed=seed,
+            tr=float(first.features_info["tr"]),
+            frequencies=first.features_info["frequencies"],
         )
         compile_training(models, arch, learning_rate)
     train_data = make_dataset(runs, train_pairs, batch_size=batch_size, shuffle=True, seed=seed)
