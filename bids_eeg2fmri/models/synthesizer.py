@@ -2,10 +2,12 @@
 
 Data path (Calhas & Henriques 2022): EEG input (channels, frequencies, windows, 1) ->
 [topographical attention] -> residual 3-D convolutions -> latent ``z_x`` -> [Fourier
-features] -> [style from the attention graph, or a learned style prior] -> decoder ->
-BOLD volume. In training, an fMRI encoder maps the observed volume to ``z_y`` and the loss
-adds the cosine distance of ``z_x`` and ``z_y`` (weighted by ``latent_weight``: 1 in the
-original, 0 in the compact presets) to the reconstruction error:
+features] -> [style from the attention graph, or a learned style prior] -> [+ the HRF
+path: the input's band power weighted over its windows by the canonical HRF, linearly
+mapped; the compact presets] -> decoder -> BOLD volume. In training, an fMRI encoder maps
+the observed volume to ``z_y`` and the loss adds the cosine distance of ``z_x`` and ``z_y``
+(weighted by ``latent_weight``: 1 in the original, 0 in the compact presets) to the
+reconstruction error:
 
     L = mean_voxels |y - y_hat| + w (1 - <z_x, z_y> / (|z_x| |z_y|))      (per sample)
 
